@@ -1,0 +1,288 @@
+//! The configuration as the YAML file writes it. Every struct rejects unknown keys.
+
+use crate::units::Duration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Plugin name → that plugin's own config, typed and checked by the plugin itself.
+pub type PluginMap = BTreeMap<String, serde_yaml::Value>;
+
+/// A whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub gateway: Gateway,
+    #[serde(default)]
+    pub upstreams: Vec<Upstream>,
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub global_plugins: PluginMap,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    #[serde(default)]
+    pub access_log: AccessLog,
+    #[serde(default)]
+    pub redis: Option<Redis>,
+    #[serde(default)]
+    pub config_store: ConfigStore,
+    /// How long in-flight requests may take to finish on SIGTERM. Default 10s.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+    /// Request-serving threads. Default: the number of CPUs.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            listeners: Vec::new(),
+            admin: None,
+            access_log: AccessLog::default(),
+            redis: None,
+            config_store: ConfigStore::default(),
+            shutdown_timeout: default_shutdown_timeout(),
+            workers: None,
+        }
+    }
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `IP:PORT` to bind.
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub certificates: Vec<Certificate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub address: String,
+    pub api_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// `stdout`, `stderr`, `off` or a file path. Default `stdout`.
+    #[serde(default = "default_log_path")]
+    pub path: String,
+    /// Only `json` for now.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self {
+            path: default_log_path(),
+            format: default_log_format(),
+        }
+    }
+}
+
+fn default_log_path() -> String {
+    "stdout".into()
+}
+fn default_log_format() -> String {
+    "json".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigStore {
+    #[serde(rename = "type", default)]
+    pub kind: StoreKind,
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    #[default]
+    File,
+    Etcd,
+}
+
+/// A named set of nodes that serve one service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Required for top-level upstreams; inline upstreams take their route's id.
+    #[serde(default)]
+    pub id: String,
+    pub nodes: Vec<Node>,
+    #[serde(default)]
+    pub balancer: Balancer,
+    #[serde(default)]
+    pub hash_on: Option<String>,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default)]
+    pub pass_host: PassHost,
+    #[serde(default)]
+    pub upstream_host: Option<String>,
+    #[serde(default)]
+    pub timeout: Timeouts,
+    /// Other nodes tried after a connect failure. Default: one less than the number of nodes.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub health_check: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// `HOST:PORT`.
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balancer {
+    #[default]
+    RoundRobin,
+    ConsistentHash,
+    LeastConnections,
+    Ewma,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+    Grpc,
+    Grpcs,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PassHost {
+    /// The client's Host header.
+    #[default]
+    Pass,
+    /// The chosen node's address.
+    Node,
+    /// `upstream_host`.
+    Rewrite,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "default_connect")]
+    pub connect: Duration,
+    #[serde(default = "default_io")]
+    pub send: Duration,
+    #[serde(default = "default_io")]
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: default_connect(),
+            send: default_io(),
+            read: default_io(),
+        }
+    }
+}
+
+fn default_connect() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_io() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A caller known to the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    pub username: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub credentials: PluginMap,
+    #[serde(default)]
+    pub plugins: PluginMap,
+}
+
+/// Where a route sends its requests: an upstream id or an inline upstream.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum UpstreamRef {
+    Id(String),
+    Inline(Box<Upstream>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub id: String,
+    /// Exact hosts or `*.suffix` wildcards; none = any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Exact paths, `{param}` segments, trailing `/*` prefixes.
+    pub paths: Vec<String>,
+    /// None = any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Exact header value matches.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub upstream: Option<UpstreamRef>,
+    #[serde(default)]
+    pub plugins: PluginMap,
+}

@@ -1,0 +1,290 @@
+//! Cross-checks a parsed [`Config`]: unique ids, references that resolve, values in range,
+//! and features that are not built yet refused out loud rather than ignored.
+
+use crate::error::{ConfigErrors, join};
+use crate::model::{Balancer, Config, PassHost, Scheme, StoreKind, Upstream, UpstreamRef};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// Plugins that answer a request themselves, so their route needs no upstream.
+const ANSWERING_PLUGINS: [&str; 2] = ["mock", "redirect"];
+
+/// Every semantic problem of `config`, each with its location.
+pub fn validate(config: &Config) -> ConfigErrors {
+    let mut errors = ConfigErrors::default();
+    gateway(config, &mut errors);
+
+    let mut upstream_ids = HashSet::new();
+    for (i, u) in config.upstreams.iter().enumerate() {
+        let at = format!("upstreams[{i}]");
+        if u.id.is_empty() {
+            errors.push(join(&at, "id"), "an upstream needs an id");
+        } else if !upstream_ids.insert(u.id.as_str()) {
+            errors.push(join(&at, "id"), format!("duplicate upstream id {:?}", u.id));
+        }
+        upstream(u, &at, &mut errors);
+    }
+
+    let mut usernames = HashSet::new();
+    for (i, c) in config.consumers.iter().enumerate() {
+        let at = format!("consumers[{i}]");
+        if c.username.is_empty() {
+            errors.push(join(&at, "username"), "a consumer needs a username");
+        } else if !usernames.insert(c.username.as_str()) {
+            errors.push(join(&at, "username"), format!("duplicate username {:?}", c.username));
+        }
+    }
+
+    let mut route_ids = HashSet::new();
+    for (i, r) in config.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        if r.id.is_empty() {
+            errors.push(join(&at, "id"), "a route needs an id");
+        } else if !route_ids.insert(r.id.as_str()) {
+            errors.push(join(&at, "id"), format!("duplicate route id {:?}", r.id));
+        }
+        if r.paths.is_empty() {
+            errors.push(join(&at, "paths"), "a route needs at least one path");
+        }
+        for (j, m) in r.methods.iter().enumerate() {
+            if http_method(m).is_none() {
+                errors.push(format!("{at}.methods[{j}]"), format!("unknown method {m:?}"));
+            }
+        }
+        for name in r.headers.keys() {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                errors.push(join(&at, "headers"), format!("invalid header name {name:?}"));
+            }
+        }
+        for (j, h) in r.hosts.iter().enumerate() {
+            if let Err(msg) = host_pattern(h) {
+                errors.push(format!("{at}.hosts[{j}]"), msg);
+            }
+        }
+        match &r.upstream {
+            Some(UpstreamRef::Id(id)) if !upstream_ids.contains(id.as_str()) => {
+                errors.push(join(&at, "upstream"), format!("unknown upstream {id:?}"));
+            }
+            Some(UpstreamRef::Inline(u)) => upstream(u, &join(&at, "upstream"), &mut errors),
+            Some(UpstreamRef::Id(_)) => {}
+            None if !r.plugins.keys().any(|p| ANSWERING_PLUGINS.contains(&p.as_str())) => {
+                errors.push(
+                    join(&at, "upstream"),
+                    "missing: name an upstream, or add a plugin that answers (mock, redirect)",
+                );
+            }
+            None => {}
+        }
+    }
+    errors
+}
+
+fn gateway(config: &Config, errors: &mut ConfigErrors) {
+    let g = &config.gateway;
+    if g.listeners.is_empty() {
+        errors.push("gateway.listeners", "at least one listener is required");
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in g.listeners.iter().enumerate() {
+        let at = format!("gateway.listeners[{i}]");
+        match l.address.parse::<SocketAddr>() {
+            Ok(a) if !seen.insert(a) => errors.push(join(&at, "address"), format!("{a} is listed twice")),
+            Ok(_) => {}
+            Err(_) => errors.push(
+                join(&at, "address"),
+                format!("invalid address {:?}; write IP:PORT", l.address),
+            ),
+        }
+        if l.tls.is_some() {
+            errors.push(join(&at, "tls"), "not supported yet: TLS listeners are not built");
+        }
+    }
+    if g.admin.is_some() {
+        errors.push("gateway.admin", "not supported yet: the admin API is not built");
+    }
+    if g.redis.is_some() {
+        errors.push(
+            "gateway.redis",
+            "not supported yet: nothing uses Redis until rate-limit's redis policy is built",
+        );
+    }
+    if g.config_store.kind == StoreKind::Etcd {
+        errors.push(
+            "gateway.config_store.type",
+            "not supported yet: only the file store is built",
+        );
+    } else if !g.config_store.endpoints.is_empty() || g.config_store.prefix.is_some() {
+        errors.push("gateway.config_store", "endpoints and prefix only apply to type: etcd");
+    }
+    if g.access_log.format != "json" {
+        errors.push(
+            "gateway.access_log.format",
+            format!("unknown format {:?}; only json", g.access_log.format),
+        );
+    }
+    if g.access_log.path.is_empty() {
+        errors.push("gateway.access_log.path", "write stdout, stderr, off or a file path");
+    }
+    match g.workers {
+        Some(0) => errors.push("gateway.workers", "must be at least 1"),
+        Some(n) if n > 1024 => errors.push("gateway.workers", "at most 1024"),
+        _ => {}
+    }
+}
+
+fn upstream(u: &Upstream, at: &str, errors: &mut ConfigErrors) {
+    if u.nodes.is_empty() {
+        errors.push(join(at, "nodes"), "an upstream needs at least one node");
+    }
+    for (i, n) in u.nodes.iter().enumerate() {
+        if let Err(msg) = node_address(&n.address) {
+            errors.push(format!("{at}.nodes[{i}].address"), msg);
+        }
+        if n.weight > 10_000 {
+            errors.push(format!("{at}.nodes[{i}].weight"), "at most 10000");
+        }
+    }
+    if !u.nodes.is_empty() && u.nodes.iter().all(|n| n.weight == 0) {
+        errors.push(join(at, "nodes"), "every node has weight 0: nothing could be served");
+    }
+    if u.balancer != Balancer::RoundRobin {
+        errors.push(join(at, "balancer"), "not supported yet: only round_robin is built");
+    }
+    if u.hash_on.is_some() && u.balancer != Balancer::ConsistentHash {
+        errors.push(join(at, "hash_on"), "only applies to balancer: consistent_hash");
+    }
+    if u.scheme != Scheme::Http {
+        errors.push(join(at, "scheme"), "not supported yet: only http upstreams are built");
+    }
+    match (u.pass_host, &u.upstream_host) {
+        (PassHost::Rewrite, None) => errors.push(join(at, "upstream_host"), "required by pass_host: rewrite"),
+        (PassHost::Rewrite, Some(h))
+            if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) =>
+        {
+            errors.push(join(at, "upstream_host"), format!("invalid host {h:?}"));
+        }
+        (PassHost::Pass | PassHost::Node, Some(_)) => {
+            errors.push(join(at, "upstream_host"), "only applies to pass_host: rewrite");
+        }
+        _ => {}
+    }
+    for (name, d) in [
+        ("connect", u.timeout.connect),
+        ("send", u.timeout.send),
+        ("read", u.timeout.read),
+    ] {
+        if d.0.is_zero() {
+            errors.push(format!("{at}.timeout.{name}"), "must be more than 0");
+        }
+    }
+    if u.health_check.is_some() {
+        errors.push(
+            join(at, "health_check"),
+            "not supported yet: health checks are not built",
+        );
+    }
+}
+
+/// `HOST:PORT` with a non-empty host and a port in 1..=65535.
+fn node_address(a: &str) -> Result<(), String> {
+    if a.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || format!("invalid address {a:?}; write HOST:PORT");
+    let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if port_ok && host_ok { Ok(()) } else { Err(bad()) }
+}
+
+/// An exact host name or a `*.suffix` wildcard.
+fn host_pattern(h: &str) -> Result<(), String> {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !name.starts_with('.')
+        && !name.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid host {h:?}; write a name like api.example.com or *.example.com"
+        ))
+    }
+}
+
+/// The canonical upper-case form of a method name, if it is one.
+pub fn http_method(m: &str) -> Option<String> {
+    let up = m.to_ascii_uppercase();
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.contains(&up.as_str()).then_some(up)
+}
+
+/// RFC 9110 `tchar`.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+
+    fn errors_of(text: &str) -> Vec<String> {
+        let cfg = parse(text, &|_| None).expect("parses");
+        validate(&cfg).0.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn unknown_upstream_is_located() {
+        let errs = errors_of(
+            r#"
+gateway: { listeners: [{ address: "127.0.0.1:8080" }] }
+upstreams: [{ id: users, nodes: [{ address: "127.0.0.1:9001" }] }]
+routes:
+  - { id: a, paths: [/a], upstream: users }
+  - { id: b, paths: [/b], upstream: users }
+  - { id: c, paths: [/c], upstream: users2 }
+"#,
+        );
+        assert_eq!(errs, vec![r#"routes[2].upstream: unknown upstream "users2""#]);
+    }
+
+    #[test]
+    fn every_error_at_once() {
+        let errs = errors_of(
+            r#"
+gateway: { listeners: [{ address: "nope" }], workers: 0, admin: { address: "127.0.0.1:9180", api_key: k } }
+upstreams:
+  - { id: u, nodes: [{ address: "127.0.0.1" }], pass_host: rewrite }
+  - { id: u, nodes: [{ address: "h:1" }], balancer: ewma }
+routes:
+  - { id: r, paths: [/a], methods: [FETCH] }
+  - { id: r, paths: [/b], hosts: ["*"], upstream: u }
+"#,
+        );
+        let joined = errs.join("\n");
+        for want in [
+            "gateway.listeners[0].address: invalid address",
+            "gateway.admin: not supported yet",
+            "gateway.workers: must be at least 1",
+            "upstreams[0].nodes[0].address: invalid address",
+            "upstreams[0].upstream_host: required by pass_host: rewrite",
+            "upstreams[1].id: duplicate upstream id",
+            "upstreams[1].balancer: not supported yet",
+            "routes[0].methods[0]: unknown method",
+            "routes[0].upstream: missing",
+            "routes[1].id: duplicate route id",
+            "routes[1].hosts[0]: invalid host",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
+        }
+    }
+}
