@@ -1,1 +1,204 @@
-//! placeholder
+//! Portico's request router: picks the route for a request by host, path, method, headers and
+//! priority, without scanning every route.
+//!
+//! Routes are indexed by host (a map of exact hosts, a map of wildcard suffixes, and a bucket
+//! for routes without hosts), and within each host bucket by a trie of path segments. A lookup
+//! visits only the buckets the request's host can match, walks their tries along the request's
+//! path (into static and `{param}` children alike), and checks method and headers only on the
+//! routes found there, keeping the best by a [`Rank`](rank::Rank) precomputed for every
+//! (route, host, path pattern) combination. Lookups do not allocate.
+//!
+//! Precedence among routes whose conditions all hold: the highest `priority`; then an exact
+//! host before a wildcard before none; then an exact path before a `{param}` path before a
+//! prefix; then the longer prefix (segments, then bytes of static text); then the longer
+//! wildcard suffix; then the route defined first.
+
+mod fxhash;
+mod hosts;
+mod pattern;
+mod rank;
+mod trie;
+
+#[cfg(test)]
+mod tests;
+
+use hosts::{HostIndex, HostPattern};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use pattern::Pattern;
+use rank::Rank;
+use std::fmt;
+use trie::Entry;
+
+/// One route's match conditions, already validated for syntax by the config crate; the router
+/// still rejects bad path patterns and hosts with a [`RouteError`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteDef {
+    /// Exact hosts (`api.example.com`) or wildcards (`*.example.com`, which matches
+    /// `a.example.com` and `a.b.example.com` but not `example.com`). Case-insensitive; a
+    /// trailing dot is ignored. Empty: any host, or none.
+    pub hosts: Vec<String>,
+    /// Path patterns; at least one is required. `/users` matches exactly that path;
+    /// `/users/{id}`: `{name}` matches exactly one non-empty segment; `/static/*`: a trailing
+    /// `/*` matches the base and everything below it (`/static`, `/static/`, `/static/a/b`,
+    /// not `/staticx`); `/*` matches every path. Params may come before a trailing `/*`.
+    /// Case-sensitive.
+    pub paths: Vec<String>,
+    /// Empty: any method.
+    pub methods: Vec<Method>,
+    /// Each header must be present with exactly this value (any of its values, if repeated).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Higher wins over every other rule; default 0.
+    pub priority: i32,
+}
+
+/// A route that cannot be built, e.g. `routes[2].paths[1]: invalid path "/a{id}": ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteError {
+    /// The route's index in the list given to [`Router::new`].
+    pub route: usize,
+    /// The index of the offending entry in the route's `paths`, when a path is at fault.
+    pub path: Option<usize>,
+    /// What is wrong, quoting the offending text.
+    pub message: String,
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.path {
+            Some(path) => write!(f, "routes[{}].paths[{path}]: {}", self.route, self.message),
+            None => write!(f, "routes[{}]: {}", self.route, self.message),
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// A compiled route table, mapping requests to the `T` of the best matching route.
+///
+/// Built once per configuration by the control plane and shared read-only by every request.
+#[derive(Debug, Clone)]
+pub struct Router<T> {
+    routes: Vec<Route<T>>,
+    index: HostIndex,
+}
+
+/// What a lookup checks on a route found by host and path.
+#[derive(Debug, Clone)]
+struct Route<T> {
+    methods: Vec<Method>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    value: T,
+}
+
+// === impl Router ===
+
+impl<T> Router<T> {
+    /// Compiles `routes`; their order breaks the last ties (earlier wins).
+    ///
+    /// # Errors
+    ///
+    /// Every bad path pattern (not starting with `/`, `*` other than a final `/*` segment,
+    /// unbalanced or empty braces, a `{param}` sharing its segment with other text, a repeated
+    /// param name), every bad host, and every route without paths, across all routes.
+    pub fn new(routes: Vec<(RouteDef, T)>) -> Result<Self, Vec<RouteError>> {
+        let mut errors = Vec::new();
+        let mut index = HostIndex::default();
+        let mut table = Vec::with_capacity(routes.len());
+        for (i, (def, value)) in routes.into_iter().enumerate() {
+            let mut ok = true;
+            let mut fail = |path, message| {
+                ok = false;
+                errors.push(RouteError {
+                    route: i,
+                    path,
+                    message,
+                });
+            };
+            if def.paths.is_empty() {
+                fail(None, "a route needs at least one path".to_owned());
+            }
+            let mut patterns = Vec::with_capacity(def.paths.len());
+            for (j, text) in def.paths.iter().enumerate() {
+                match Pattern::parse(text) {
+                    Ok(pattern) => patterns.push(pattern),
+                    Err(message) => fail(Some(j), message),
+                }
+            }
+            let mut hosts = Vec::with_capacity(def.hosts.len().max(1));
+            for (j, text) in def.hosts.iter().enumerate() {
+                match HostPattern::parse(text) {
+                    Ok(host) => hosts.push(host),
+                    Err(message) => fail(None, format!("hosts[{j}]: {message}")),
+                }
+            }
+            if def.hosts.is_empty() {
+                hosts.push(HostPattern::Any);
+            }
+            // Only a fully valid route is indexed; an invalid one fails the whole build below.
+            if ok {
+                for host in &hosts {
+                    let (kind, suffix) = host.kind();
+                    let bucket = index.bucket(host);
+                    for pattern in &patterns {
+                        let rank = Rank::new(i, def.priority, kind, suffix, pattern);
+                        bucket.insert(pattern, Entry { rank, route: i });
+                    }
+                }
+            }
+            table.push(Route {
+                methods: def.methods,
+                headers: def.headers,
+                value,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        index.finish();
+        Ok(Self { routes: table, index })
+    }
+
+    /// The value of the best route for a request, or `None` when no route matches (a 404).
+    ///
+    /// `host` is the request's host without its port, in any case (`None` when the request
+    /// has none: only routes without hosts match then). `path` is the path alone, without
+    /// the query, already normalized by the caller.
+    pub fn find(&self, host: Option<&str>, method: &Method, path: &str, headers: &HeaderMap) -> Option<&T> {
+        let accept = |route: usize| self.routes.get(route).is_some_and(|r| r.accepts(method, headers));
+        let entry = self.index.find(host, path, &accept)?;
+        self.routes.get(entry.route).map(|r| &r.value)
+    }
+
+    /// The number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes (every lookup then finds nothing).
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+impl<T> Default for Router<T> {
+    /// A router without routes.
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            index: HostIndex::default(),
+        }
+    }
+}
+
+// === impl Route ===
+
+impl<T> Route<T> {
+    /// Whether the method and header conditions hold.
+    fn accepts(&self, method: &Method, headers: &HeaderMap) -> bool {
+        (self.methods.is_empty() || self.methods.contains(method))
+            && self
+                .headers
+                .iter()
+                .all(|(name, want)| headers.get_all(name).iter().any(|got| got == want))
+    }
+}

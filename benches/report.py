@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Helpers for benches/run.sh.
+
+  report.py parse WRK_OUTPUT_FILE EXPECT
+      Print `requests rps p50_us p99_us errors` (space-separated) from wrk --latency output.
+      errors = socket errors + responses whose status is not the expected one (wrk only
+      tells "status >= 400", so that is what is counted).
+
+  report.py summary RESULTS_TSV
+      Print the markdown report: medians over rounds per scenario and proxy, Portico/nginx
+      ratios (median of the per-round paired ratios, with their range), and each
+      scenario's Portico throughput relative to the "plain" scenario.
+"""
+
+import csv
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def to_us(text: str) -> float:
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unknown latency {text!r}")
+    return float(m.group(1)) * UNITS_US[m.group(2)]
+
+
+def parse(path: str, expect: int) -> None:
+    text = open(path, encoding="utf-8", errors="replace").read()
+    m = re.search(r"^\s*(\d+) requests in ", text, re.M)
+    if not m:
+        sys.exit(f"no request count in wrk output {path}:\n{text}")
+    requests = int(m.group(1))
+    rps = float(re.search(r"^Requests/sec:\s*([0-9.]+)", text, re.M).group(1))
+    pct = dict(re.findall(r"^\s*(50|99)%\s+(\S+)", text, re.M))
+    p50, p99 = to_us(pct["50"]), to_us(pct["99"])
+    errors = 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    bad_n = int(bad.group(1)) if bad else 0
+    errors += bad_n if expect < 400 else requests - bad_n
+    print(requests, f"{rps:.1f}", f"{p50:.0f}", f"{p99:.0f}", errors)
+
+
+def fmt_us(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def ratio_cell(values: list) -> str:
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.3f}"
+    return f"**{med:.3f}** ({min(values):.3f}–{max(values):.3f})"
+
+
+def summary(path: str) -> None:
+    rows = list(csv.DictReader(open(path, encoding="utf-8"), delimiter="\t"))
+    if not rows:
+        sys.exit("no results")
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    proxies = list(dict.fromkeys(r["proxy"] for r in rows))
+    by = defaultdict(list)  # (scenario, proxy) -> rows
+    per_round = {}  # (scenario, proxy, round) -> row
+    for r in rows:
+        by[(r["scenario"], r["proxy"])].append(r)
+        per_round[(r["scenario"], r["proxy"], r["round"])] = r
+    rounds = sorted({r["round"] for r in rows}, key=int)
+
+    def med(rs, key):
+        return statistics.median(float(r[key]) for r in rs)
+
+    out = []
+    out.append(f"Medians over {len(rounds)} interleaved rounds.\n")
+    out.append("| scenario | proxy | req/s | p50 | p99 | CPU µs/req | proxy core busy | RSS after | errors |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for s in scenarios:
+        for p in proxies:
+            rs = by.get((s, p))
+            if not rs:
+                continue
+            errors = sum(int(r["errors"]) for r in rs)
+            out.append(
+                f"| {s} | {p} | {med(rs, 'rps'):,.0f} | {fmt_us(med(rs, 'p50_us'))} | "
+                f"{fmt_us(med(rs, 'p99_us'))} | {med(rs, 'cpu_us_per_req'):.1f} | "
+                f"{med(rs, 'proxy_core_pct'):.0f}% | {med(rs, 'rss_kib') / 1024:.1f} MiB | {errors} |"
+            )
+
+    def paired(s1, p1, s2, p2, key):
+        vals = []
+        for rd in rounds:
+            a, b = per_round.get((s1, p1, rd)), per_round.get((s2, p2, rd))
+            if a and b and float(b[key]) > 0:
+                vals.append(float(a[key]) / float(b[key]))
+        return vals
+
+    if "portico" in proxies and "nginx" in proxies:
+        out.append("")
+        out.append("Portico / nginx, median of the per-round ratios (range in brackets):\n")
+        out.append("| scenario | req/s ratio (higher is better) | CPU µs/req ratio (lower is better) |")
+        out.append("|---|---:|---:|")
+        for s in scenarios:
+            out.append(
+                f"| {s} | {ratio_cell(paired(s, 'portico', s, 'nginx', 'rps'))} | "
+                f"{ratio_cell(paired(s, 'portico', s, 'nginx', 'cpu_us_per_req'))} |"
+            )
+    others = [s for s in scenarios if s != "plain"]
+    if "plain" in scenarios and others and "portico" in proxies:
+        out.append("")
+        out.append("Portico in each scenario / Portico in `plain`, same round:\n")
+        out.append("| scenario | req/s ratio | CPU µs/req ratio |")
+        out.append("|---|---:|---:|")
+        for s in others:
+            out.append(
+                f"| {s} / plain | {ratio_cell(paired(s, 'portico', 'plain', 'portico', 'rps'))} | "
+                f"{ratio_cell(paired(s, 'portico', 'plain', 'portico', 'cpu_us_per_req'))} |"
+            )
+    total_errors = sum(int(r["errors"]) for r in rows)
+    if total_errors:
+        out.append("")
+        out.append(f"WARNING: {total_errors} failed requests in total; see the wrk outputs.")
+    print("\n".join(out))
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "parse":
+        parse(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "summary":
+        summary(sys.argv[2])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
