@@ -5,8 +5,9 @@
 //! for routes without hosts), and within each host bucket by a trie of path segments. A lookup
 //! visits only the buckets the request's host can match, walks their tries along the request's
 //! path (into static and `{param}` children alike), and checks method and headers only on the
-//! routes found there, keeping the best by a [`Rank`](rank::Rank) precomputed for every
-//! (route, host, path pattern) combination. Lookups do not allocate.
+//! routes found there, keeping the best by a rank precomputed for every (route, host, path
+//! pattern) combination. Lookups do not allocate (save for lower-casing a host of more than
+//! 255 bytes that has upper-case letters).
 //!
 //! Precedence among routes whose conditions all hold: the highest `priority`; then an exact
 //! host before a wildcard before none; then an exact path before a `{param}` path before a

@@ -63,11 +63,6 @@ impl Node {
         self.best = best;
     }
 
-    /// The best rank in this subtree, if it holds any route.
-    pub(crate) fn best(&self) -> Option<Rank> {
-        self.best
-    }
-
     /// Looks up `path` (starting with `/`, no query) and replaces `found` with any entry that
     /// matches, passes `accept`, and outranks it.
     ///
@@ -165,9 +160,9 @@ mod tests {
     #[test]
     fn records_subtree_best() {
         let empty = trie(&[]);
-        assert_eq!(empty.best(), None);
+        assert_eq!(empty.best, None);
         let root = trie(&["/a/b/c"]);
-        assert!(root.best().is_some());
+        assert!(root.best.is_some());
     }
 
     #[test]
