@@ -1,1 +1,147 @@
-fn main() {}
+//! `portico`: the command line. `run` serves, `validate` checks a config, `version` prints.
+
+use clap::{Parser, Subcommand};
+use portico_config::ConfigErrors;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(name = "portico", about = "An API gateway with built-in load balancing", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway in the foreground.
+    Run {
+        #[arg(short, long, default_value = "portico.yaml")]
+        config: PathBuf,
+    },
+    /// Check a config without starting anything.
+    Validate {
+        #[arg(short, long, default_value = "portico.yaml")]
+        config: PathBuf,
+    },
+    /// Upload a declarative file's routes, upstreams and consumers to the cluster store.
+    Push {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("portico {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config } => match portico_control::load_and_compile(&config) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                print_errors(&errors);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Push { .. } => {
+            eprintln!("portico push: not supported yet: the etcd config store is not built");
+            ExitCode::FAILURE
+        }
+        Command::Run { config } => run(config),
+    }
+}
+
+fn print_errors(errors: &ConfigErrors) {
+    for e in &errors.0 {
+        println!("{e}");
+    }
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    init_tracing();
+    let (loaded, snapshot) = match portico_control::load_and_compile(&path) {
+        Ok(ok) => ok,
+        Err(errors) => {
+            eprintln!("portico: invalid config {}:", path.display());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let gateway = loaded.config.gateway.clone();
+    let running = match portico_proxy::start(&gateway, snapshot) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("portico: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reloader = Arc::new(portico_control::Reloader::new(path, running.clone(), gateway));
+
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portico: cannot start the control runtime: {e}");
+            running.shutdown();
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = rt.block_on(control_loop(reloader));
+    running.shutdown();
+    match outcome {
+        Ok(()) => {
+            tracing::info!(target: "portico", "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portico: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Watches the file and the signals until SIGTERM or SIGINT.
+async fn control_loop(reloader: Arc<portico_control::Reloader>) -> std::io::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(portico_control::watch_file(reloader.clone(), stop_rx));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(target: "portico", "shutting down");
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTICO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_env_filter(filter)
+        .init();
+}

@@ -76,15 +76,10 @@ pub fn item<T: DeserializeOwned>(value: Value, location: &str, errors: &mut Conf
         Err(e) => {
             let inner = e.path().to_string();
             let inner = if inner == "." { String::new() } else { inner };
-            let inner = if inner.starts_with('[') || inner.is_empty() {
-                inner
-            } else {
-                format!(".{inner}")
-            };
-            let at = if inner.starts_with('.') {
-                join(location, &inner[1..])
-            } else {
+            let at = if inner.starts_with('[') || inner.is_empty() {
                 format!("{location}{inner}")
+            } else {
+                join(location, &inner)
             };
             errors.push(at, e.into_inner().to_string());
             None

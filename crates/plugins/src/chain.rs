@@ -42,7 +42,11 @@ pub struct Chain {
 pub fn compile_chain(global: &Compiled, own: &PluginMap, location: &str, errors: &mut ConfigErrors) -> Chain {
     let own = compile_plugins(own, location, errors);
     let has_response_hooks = global.iter().chain(own.iter()).any(Instance::has_response_hook);
-    Chain { global: global.clone(), own, has_response_hooks }
+    Chain {
+        global: global.clone(),
+        own,
+        has_response_hooks,
+    }
 }
 
 impl Chain {

@@ -48,7 +48,10 @@ impl Mock {
             }
             Some(other) => {
                 let text = serde_yaml::to_string(&other).map_err(|e| format!("body: {e}"))?;
-                (Bytes::from(text.trim_end().to_owned()), Some("text/plain; charset=utf-8"))
+                (
+                    Bytes::from(text.trim_end().to_owned()),
+                    Some("text/plain; charset=utf-8"),
+                )
             }
         };
         let mut headers = HeaderMap::new();

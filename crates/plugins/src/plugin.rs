@@ -103,10 +103,16 @@ pub fn build(name: &str, config: &serde_yaml::Value) -> Result<Instance, Vec<(St
     match name {
         "mock" => typed(config).and_then(|c| Mock::build(c).map(Instance::Mock).map_err(at_root)),
         "redirect" => typed(config).and_then(|c| Redirect::build(c).map(Instance::Redirect).map_err(at_root)),
-        "request-transformer" => typed(config)
-            .and_then(|c| RequestTransformer::build(c).map(Instance::RequestTransformer).map_err(at_root)),
-        "response-transformer" => typed(config)
-            .and_then(|c| ResponseTransformer::build(c).map(Instance::ResponseTransformer).map_err(at_root)),
+        "request-transformer" => typed(config).and_then(|c| {
+            RequestTransformer::build(c)
+                .map(Instance::RequestTransformer)
+                .map_err(at_root)
+        }),
+        "response-transformer" => typed(config).and_then(|c| {
+            ResponseTransformer::build(c)
+                .map(Instance::ResponseTransformer)
+                .map_err(at_root)
+        }),
         n if NOT_BUILT.contains(&n) => Err(at_root(format!("not supported yet: the {n} plugin is not built"))),
         n => Err(at_root(format!("unknown plugin {n:?}"))),
     }
@@ -118,7 +124,11 @@ fn at_root(message: String) -> Vec<(String, String)> {
 
 /// Deserializes a plugin's typed config; an empty YAML value means "all defaults".
 fn typed<T: serde::de::DeserializeOwned>(config: &serde_yaml::Value) -> Result<T, Vec<(String, String)>> {
-    let value = if config.is_null() { serde_yaml::Value::Mapping(Default::default()) } else { config.clone() };
+    let value = if config.is_null() {
+        serde_yaml::Value::Mapping(Default::default())
+    } else {
+        config.clone()
+    };
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };

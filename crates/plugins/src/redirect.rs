@@ -46,7 +46,10 @@ pub struct Redirect {
 impl Redirect {
     pub fn build(c: RedirectConfig) -> Result<Self, String> {
         if ![301, 302, 303, 307, 308].contains(&c.status) {
-            return Err(format!("status: {} is not a redirect status (301, 302, 303, 307, 308)", c.status));
+            return Err(format!(
+                "status: {} is not a redirect status (301, 302, 303, 307, 308)",
+                c.status
+            ));
         }
         let target = match (c.to, c.https) {
             (Some(_), true) => return Err("set either to or https: true, not both".into()),
@@ -54,7 +57,10 @@ impl Redirect {
             (None, true) => vec![Piece::Text("https://".into()), Piece::Host, Piece::RequestUri],
             (Some(to), false) => template(&to)?,
         };
-        Ok(Self { status: StatusCode::from_u16(c.status).map_err(|e| e.to_string())?, target })
+        Ok(Self {
+            status: StatusCode::from_u16(c.status).map_err(|e| e.to_string())?,
+            target,
+        })
     }
 }
 
@@ -77,7 +83,9 @@ fn template(to: &str) -> Result<Vec<Piece>, String> {
         } else if var.starts_with("host") {
             (Piece::Host, "host".len())
         } else {
-            return Err(format!("to: unknown variable in {to:?}; use $uri, $request_uri or $host"));
+            return Err(format!(
+                "to: unknown variable in {to:?}; use $uri, $request_uri or $host"
+            ));
         };
         pieces.push(piece);
         rest = &var[len..];
@@ -100,7 +108,7 @@ impl Plugin for Redirect {
                 Piece::Text(t) => location.push_str(t),
                 Piece::Uri => location.push_str(req.uri.path()),
                 Piece::RequestUri => location.push_str(req.uri.path_and_query().map_or("/", |pq| pq.as_str())),
-                Piece::Host => match cx.host.as_ref().and_then(|h| h.to_str().ok()) {
+                Piece::Host => match cx.host_name() {
                     Some(h) => location.push_str(h),
                     None => {
                         let resp = reply::error(StatusCode::BAD_REQUEST, "no host to redirect to", &cx.request_id);
@@ -110,7 +118,11 @@ impl Plugin for Redirect {
             }
         }
         let Ok(value) = HeaderValue::from_str(&location) else {
-            return Flow::Respond(reply::error(StatusCode::BAD_REQUEST, "invalid redirect target", &cx.request_id));
+            return Flow::Respond(reply::error(
+                StatusCode::BAD_REQUEST,
+                "invalid redirect target",
+                &cx.request_id,
+            ));
         };
         let mut resp = Response::new(Body::Empty);
         *resp.status_mut() = self.status;

@@ -68,8 +68,17 @@ impl RequestTransformer {
             .map(|h| HeaderValue::from_str(&h).map_err(|_| format!("host: invalid host {h:?}")))
             .transpose()?;
         let headers = HeaderOps::compile(&c.add_headers, &c.set_headers, &c.remove_headers)?;
-        let add_query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&c.add_query).finish();
-        Ok(Self { strip_prefix: c.strip_prefix, uri: c.uri, regex_uri, host, headers, add_query })
+        let add_query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&c.add_query)
+            .finish();
+        Ok(Self {
+            strip_prefix: c.strip_prefix,
+            uri: c.uri,
+            regex_uri,
+            host,
+            headers,
+            add_query,
+        })
     }
 
     /// The new path, or `None` when the path stays as it is.

@@ -38,7 +38,10 @@ impl ResponseTransformer {
                     .ok_or_else(|| format!("status: {s} is not a final HTTP status"))
             })
             .transpose()?;
-        Ok(Self { headers: HeaderOps::compile(&c.add_headers, &c.set_headers, &c.remove_headers)?, status })
+        Ok(Self {
+            headers: HeaderOps::compile(&c.add_headers, &c.set_headers, &c.remove_headers)?,
+            status,
+        })
     }
 }
 

@@ -1,1 +1,22 @@
-//! placeholder
+//! Portico's data plane: listeners and workers, the hyper service that runs a request through
+//! its route's plugins to an upstream, pooled upstream connections, and the access log.
+//!
+//! The data plane only reads [`Snapshot`]s; the control plane compiles them from the config
+//! and swaps them in with [`Running::swap`].
+
+mod access_log;
+mod dispatch;
+mod error;
+mod forward;
+mod framing;
+mod logged_body;
+mod path;
+mod pool;
+mod server;
+mod service;
+mod snapshot;
+mod upgrade;
+mod worker;
+
+pub use server::{Running, StartError, start};
+pub use snapshot::{RouteEntry, Snapshot, compile};

@@ -34,7 +34,10 @@ impl RoundRobin {
             current[best] -= total as i64;
             schedule.push(best as u32);
         }
-        Self { schedule: schedule.into(), cursor: AtomicUsize::new(0) }
+        Self {
+            schedule: schedule.into(),
+            cursor: AtomicUsize::new(0),
+        }
     }
 
     /// The next node in the cycle for which `usable` holds; `None` when none does.
@@ -44,7 +47,9 @@ impl RoundRobin {
             return None;
         }
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| self.schedule[(start + i) % n] as usize).find(|&idx| usable(idx))
+        (0..n)
+            .map(|i| self.schedule[(start + i) % n] as usize)
+            .find(|&idx| usable(idx))
     }
 }
 

@@ -57,7 +57,12 @@ impl Upstream {
                 errors.push(at, "not usable as a Host header");
                 continue;
             };
-            nodes.push(Node { address: n.address.as_str().into(), addr, host_header, weight: n.weight });
+            nodes.push(Node {
+                address: n.address.as_str().into(),
+                addr,
+                host_header,
+                weight: n.weight,
+            });
         }
         let upstream_host = match cfg.upstream_host.as_deref().map(HeaderValue::from_str) {
             Some(Err(_)) => {

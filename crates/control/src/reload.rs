@@ -1,0 +1,88 @@
+//! Parse, validate, compile, swap.
+
+use portico_config::{ConfigErrors, Gateway, Loaded};
+use portico_proxy::{Running, Snapshot};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Reads, validates and compiles the file at `path`.
+pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors> {
+    let loaded = portico_config::load(path)?;
+    let snapshot = portico_proxy::compile(&loaded.config, &loaded.hash)?;
+    Ok((loaded, snapshot))
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// The file's bytes are the ones already served.
+    Unchanged,
+    /// The new config is invalid; the old one keeps serving.
+    Refused,
+}
+
+/// Reloads one config file into one running gateway. Reloads are serialized.
+pub struct Reloader {
+    path: PathBuf,
+    running: Arc<Running>,
+    /// The `gateway` section that was started: listeners and workers need a restart to change.
+    started: Gateway,
+    lock: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, running: Arc<Running>, started: Gateway) -> Self {
+        Self {
+            path,
+            running,
+            started,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies the file if it changed and is valid; logs what happened and why.
+    pub fn reload(&self, trigger: &'static str) -> Outcome {
+        let _serial = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (loaded, snapshot) = match load_and_compile(&self.path) {
+            Ok(ok) => ok,
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!(target: "portico::reload", location = %e.location, "{}", e.message);
+                }
+                tracing::error!(
+                    target: "portico::reload",
+                    trigger,
+                    errors = errors.0.len(),
+                    "config refused; the previous config keeps serving"
+                );
+                return Outcome::Refused;
+            }
+        };
+        if loaded.hash == self.running.hash() {
+            return Outcome::Unchanged;
+        }
+        self.warn_restart_only(&loaded.config.gateway);
+        self.running.swap(snapshot);
+        tracing::info!(target: "portico::reload", trigger, hash = %loaded.hash, "config applied");
+        Outcome::Applied
+    }
+
+    fn warn_restart_only(&self, new: &Gateway) {
+        let old = &self.started;
+        for (name, changed) in [
+            ("listeners", old.listeners != new.listeners),
+            ("workers", old.workers != new.workers),
+            ("access_log", old.access_log != new.access_log),
+            ("shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout),
+        ] {
+            if changed {
+                tracing::warn!(target: "portico::reload", "gateway.{name} changed: it takes effect after a restart");
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The upstream call: pick a node, take a pooled connection or open one, send, wait for the
+//! response head within `timeout.read`, and try another node when that is safe.
+//!
+//! Safe means: the request was never sent (connect failure, or a pooled connection that the
+//! upstream closed just before we used it), or it is idempotent, has no body, and the node
+//! answered 502/503/504.
+
+use crate::error::ProxyError;
+use crate::forward;
+use crate::pool::{ConnectError, Pool};
+use crate::upgrade;
+use http::{Method, Request, Response, StatusCode, Uri, Version, request};
+use http_body::Body as _;
+use hyper::upgrade::OnUpgrade;
+use portico_plugins::{Body, Ctx};
+use portico_upstream::Upstream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the access log needs to know of the upstream side.
+#[derive(Debug, Default)]
+pub struct UpstreamInfo {
+    pub addr: Option<Arc<str>>,
+    pub status: Option<u16>,
+    pub duration: Option<Duration>,
+}
+
+impl From<ConnectError> for ProxyError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Refused => ProxyError::UpstreamFailed,
+            ConnectError::Timeout => ProxyError::UpstreamTimeout,
+        }
+    }
+}
+
+pub async fn call(
+    pool: &Pool,
+    up: &Upstream,
+    cx: &Ctx,
+    mut parts: request::Parts,
+    body: Body,
+    info: &mut UpstreamInfo,
+) -> Result<Response<Body>, ProxyError> {
+    let upgrade = parts.version == Version::HTTP_11 && forward::is_upgrade(&parts.headers);
+    let client_upgrade = if upgrade {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    forward::request_headers(&mut parts.headers, cx, upgrade);
+    let uri = origin_form(&parts.uri);
+    let retry_on_status = !upgrade && idempotent(&parts.method) && body.is_end_stream();
+    let attempts = up.retries.saturating_add(1);
+
+    let start = Instant::now();
+    let mut body = Some(body);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_err = ProxyError::NoHealthyNode;
+    for attempt in 1..=attempts {
+        let Some(idx) = up.pick(&tried) else { break };
+        tried.push(idx);
+        let node = &up.nodes[idx];
+        info.addr = Some(node.address.clone());
+        forward::upstream_host(&mut parts.headers, cx, up, node);
+        let may_retry = attempt < attempts && tried.len() < up.nodes.len();
+
+        // The request is rebuilt for each attempt; its headers are moved, not copied, unless a
+        // later attempt may need them again.
+        let headers = if retry_on_status && may_retry {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        let mut req = Request::new(body.take().unwrap_or_default());
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers;
+
+        let mut pooled = pool.checkout(node.addr);
+        let resp = loop {
+            let fresh = pooled.is_none();
+            let mut sender = match pooled.take() {
+                Some(s) => s,
+                None => match pool.connect(node.addr, up.connect_timeout).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Nothing was sent: hand the request back for the next node.
+                        let (p, b) = req.into_parts();
+                        parts.headers = p.headers;
+                        body = Some(b);
+                        last_err = e.into();
+                        break None;
+                    }
+                },
+            };
+            match tokio::time::timeout(up.read_timeout, sender.try_send_request(req)).await {
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+                Ok(Ok(resp)) => {
+                    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                        pool.put(node.addr, sender);
+                    }
+                    break Some(resp);
+                }
+                Ok(Err(mut e)) => match e.take_message() {
+                    // A pooled connection closed under us before the request left: open a new one.
+                    Some(unsent) if !fresh => req = unsent,
+                    _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
+                    _ => {
+                        tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");
+                        return Err(ProxyError::UpstreamFailed);
+                    }
+                },
+            }
+        };
+        let Some(resp) = resp else { continue };
+
+        let status = resp.status();
+        info.status = Some(status.as_u16());
+        info.duration = Some(start.elapsed());
+        if retry_on_status && may_retry && matches!(status.as_u16(), 502..=504) {
+            last_err = ProxyError::UpstreamFailed;
+            body = Some(Body::Empty);
+            continue;
+        }
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(upgrade::tunnel(client_upgrade, resp));
+        }
+        let (mut rparts, rbody) = resp.into_parts();
+        forward::response_headers(&mut rparts.headers, false);
+        return Ok(Response::from_parts(rparts, Body::Incoming(rbody)));
+    }
+    info.duration = Some(start.elapsed());
+    Err(last_err)
+}
+
+/// The path and query only: an upstream gets origin-form even if the client sent absolute-form.
+fn origin_form(uri: &Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri.clone();
+    }
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    pq.parse().unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}

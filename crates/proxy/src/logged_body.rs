@@ -1,0 +1,68 @@
+//! The response body the client receives: the real body, counting bytes, that writes the
+//! request's access-log record when it is done (fully sent, or dropped by a client that left).
+
+use crate::access_log::{AccessLog, Record};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use portico_plugins::{Body, body::BoxError};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// A record waiting for the response to finish.
+pub struct Pending {
+    pub log: Arc<AccessLog>,
+    pub record: Record,
+    pub start: Instant,
+}
+
+pub struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    pending: Option<Box<Pending>>,
+}
+
+impl LoggedBody {
+    pub fn new(inner: Body, pending: Option<Box<Pending>>) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            pending,
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.pending.take() {
+            p.record.bytes_sent = self.bytes;
+            p.record.duration_ms = p.start.elapsed().as_secs_f64() * 1000.0;
+            p.log.send(p.record);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The request path: framing checks, routing, the route's plugins, the upstream call, the
+//! response hooks, the request id, and the access-log record — in that order.
+
+use crate::access_log::Record;
+use crate::dispatch::{self, UpstreamInfo};
+use crate::error::ProxyError;
+use crate::forward::X_REQUEST_ID;
+use crate::logged_body::{LoggedBody, Pending};
+use crate::worker::Worker;
+use crate::{framing, path};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
+use hyper::body::Incoming;
+use portico_plugins::{Body, Ctx, ctx::strip_port};
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+pub async fn handle(w: &Worker, req: Request<Incoming>, client_ip: IpAddr) -> Response<LoggedBody> {
+    let start = Instant::now();
+    let request_id = request_id(req.headers());
+    let mut pending = w.shared.log.as_ref().map(|log| {
+        Box::new(Pending {
+            log: log.clone(),
+            start,
+            record: Record {
+                ts: SystemTime::now(),
+                request_id: request_id.clone(),
+                client_ip,
+                method: req.method().clone(),
+                host: req.headers().get(header::HOST).cloned(),
+                path: req.uri().clone(),
+                status: 0,
+                bytes_sent: 0,
+                duration_ms: 0.0,
+                route_id: None,
+                consumer: None,
+                upstream_addr: None,
+                upstream_status: None,
+                upstream_duration_ms: None,
+            },
+        })
+    });
+
+    if let Err(why) = framing::check(&req) {
+        return finish(
+            ProxyError::Malformed(why).into_response(&request_id),
+            &request_id,
+            pending,
+        );
+    }
+
+    let snapshot = w.snapshot();
+    let host = req.headers().get(header::HOST).cloned();
+    let normalized = path::normalize(req.uri().path());
+    let route_host = req
+        .uri()
+        .host()
+        .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port));
+    let Some(route) = snapshot
+        .router
+        .find(route_host, req.method(), &normalized, req.headers())
+    else {
+        return finish(ProxyError::NoRoute.into_response(&request_id), &request_id, pending);
+    };
+    let new_uri = match normalized {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(p) => with_path(req.uri(), &p),
+    };
+
+    let mut cx = Ctx {
+        request_id: request_id.clone(),
+        client_ip,
+        scheme: w.scheme,
+        host,
+        route_id: route.id.clone(),
+        upstream_host: None,
+        consumer: None,
+    };
+    let (mut parts, body) = req.into_parts();
+    if let Some(uri) = new_uri {
+        parts.uri = uri;
+    }
+    let mut info = UpstreamInfo::default();
+    let resp = match route.chain.run_request(&mut cx, &mut parts).await {
+        Some(answer) => answer,
+        None => match &route.upstream {
+            Some(up) => dispatch::call(&w.pool, up, &cx, parts, Body::Incoming(body), &mut info)
+                .await
+                .unwrap_or_else(|e| e.into_response(&request_id)),
+            None => ProxyError::NoUpstream.into_response(&request_id),
+        },
+    };
+
+    let (mut rparts, rbody) = resp.into_parts();
+    route.chain.run_response(&mut cx, &mut rparts);
+    if let Some(p) = pending.as_mut() {
+        let r = &mut p.record;
+        r.route_id = Some(route.id.clone());
+        r.consumer = cx.consumer.clone();
+        r.upstream_addr = info.addr;
+        r.upstream_status = info.status;
+        r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);
+    }
+    finish(Response::from_parts(rparts, rbody), &request_id, pending)
+}
+
+/// Every response carries the request id, and its record learns the final status.
+fn finish(
+    mut resp: Response<Body>,
+    request_id: &HeaderValue,
+    mut pending: Option<Box<Pending>>,
+) -> Response<LoggedBody> {
+    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+    if let Some(p) = pending.as_mut() {
+        p.record.status = resp.status().as_u16();
+    }
+    resp.map(|b| LoggedBody::new(b, pending))
+}
+
+/// The client's `X-Request-Id` when it is a sane token, else a new UUID v4.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// `uri` with its path replaced and its query kept.
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    pq.parse().ok()
+}

@@ -1,0 +1,125 @@
+//! The compiled, immutable form of a config that requests read: router, upstreams, chains.
+//!
+//! Built once per config by the control plane ([`compile`]); a request holds one snapshot from
+//! start to end, so a reload never changes the rules under a request in flight.
+
+use http::{HeaderName, HeaderValue, Method};
+use portico_config::{Config, ConfigErrors, UpstreamRef, error::join};
+use portico_plugins::{Chain, chain::compile_plugins, compile_chain};
+use portico_router::{RouteDef, Router};
+use portico_upstream::Upstream;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Auth plugins that consumers may hold credentials for.
+const AUTH_PLUGINS: [&str; 3] = ["key-auth", "basic-auth", "jwt-auth"];
+
+/// What a matched route needs at request time.
+#[derive(Debug)]
+pub struct RouteEntry {
+    pub id: Arc<str>,
+    pub upstream: Option<Arc<Upstream>>,
+    pub chain: Chain,
+}
+
+/// One compiled configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub router: Router<RouteEntry>,
+    /// SHA-256 of the config text it came from.
+    pub hash: String,
+}
+
+/// Compiles a validated config; every error is reported with its location.
+pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+
+    let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
+    for (i, u) in config.upstreams.iter().enumerate() {
+        if let Some(compiled) = Upstream::compile(u, &u.id, &format!("upstreams[{i}]"), &mut errors) {
+            upstreams.insert(&u.id, compiled);
+        }
+    }
+
+    for (i, c) in config.consumers.iter().enumerate() {
+        let at = format!("consumers[{i}]");
+        for name in c.credentials.keys() {
+            let at = join(&join(&at, "credentials"), name);
+            if AUTH_PLUGINS.contains(&name.as_str()) {
+                errors.push(at, format!("not supported yet: the {name} plugin is not built"));
+            } else {
+                errors.push(
+                    at,
+                    format!("{name:?} is not an auth plugin; use one of {}", AUTH_PLUGINS.join(", ")),
+                );
+            }
+        }
+        compile_plugins(&c.plugins, &join(&at, "plugins"), &mut errors);
+    }
+
+    let global = compile_plugins(&config.global_plugins, "global_plugins", &mut errors);
+
+    let mut table = Vec::with_capacity(config.routes.len());
+    for (i, r) in config.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        let upstream = match &r.upstream {
+            None => None,
+            Some(UpstreamRef::Id(id)) => upstreams.get(id.as_str()).cloned(),
+            Some(UpstreamRef::Inline(u)) => Upstream::compile(u, &r.id, &join(&at, "upstream"), &mut errors),
+        };
+        let chain = compile_chain(&global, &r.plugins, &join(&at, "plugins"), &mut errors);
+        let def = RouteDef {
+            hosts: r.hosts.clone(),
+            paths: r.paths.clone(),
+            methods: r
+                .methods
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+                .collect(),
+            headers: r
+                .headers
+                .iter()
+                .filter_map(|(n, v)| {
+                    let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
+                    match HeaderValue::from_str(v) {
+                        Ok(value) => Some((name, value)),
+                        Err(_) => {
+                            errors.push(format!("{at}.headers.{n}"), "invalid header value");
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            priority: r.priority,
+        };
+        table.push((
+            def,
+            RouteEntry {
+                id: r.id.as_str().into(),
+                upstream,
+                chain,
+            },
+        ));
+    }
+
+    let router = match Router::new(table) {
+        Ok(r) => Some(r),
+        Err(route_errors) => {
+            for e in route_errors {
+                let at = match e.path {
+                    Some(p) => format!("routes[{}].paths[{p}]", e.route),
+                    None => format!("routes[{}]", e.route),
+                };
+                errors.push(at, e.message);
+            }
+            None
+        }
+    };
+    match router {
+        Some(router) if errors.is_empty() => Ok(Snapshot {
+            router,
+            hash: hash.to_owned(),
+        }),
+        _ => Err(errors),
+    }
+}
