@@ -5,11 +5,18 @@
 //! `Transfer-Encoding`, several `Content-Length`s, a missing or repeated `Host`. Those are
 //! refused here with 400 and the connection is closed, before any upstream sees a byte.
 
+use crate::head_guard::{MARK_DUP_CL, MARK_TE_WITH_CL};
 use http::{HeaderMap, Method, Request, Version, header};
 
 /// `Err(reason)` when the request must be refused with 400.
 pub fn check<B>(req: &Request<B>) -> Result<(), &'static str> {
     let headers = req.headers();
+    if headers.contains_key(MARK_TE_WITH_CL) {
+        return Err("both Content-Length and Transfer-Encoding");
+    }
+    if headers.contains_key(MARK_DUP_CL) {
+        return Err("more than one Content-Length");
+    }
     if req.version() <= Version::HTTP_11 {
         body_framing(headers, req.version())?;
         host(headers, req.version(), req.uri().authority().is_some())?;

@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod forward;
 mod framing;
+mod head_guard;
 mod logged_body;
 mod path;
 mod pool;

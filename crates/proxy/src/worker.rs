@@ -4,6 +4,7 @@
 //! Nothing here is shared with other workers on the request path but the snapshot itself,
 //! which is only read; checking for a new one is one atomic load.
 
+use crate::head_guard::HeadGuard;
 use crate::pool::Pool;
 use crate::server::Shared;
 use crate::service;
@@ -149,7 +150,7 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(TokioIo::new(HeadGuard::new(stream)), svc)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
