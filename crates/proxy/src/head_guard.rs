@@ -433,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn only_heads_are_inspected_across_pipelined_requests() {
         let body = "5\r\nContent-Length: 1\r\n\r\n";
-        let fake_in_body = format!("Content-Length: 1\r\nContent-Length: 1\r\n");
+        let fake_in_body = "Content-Length: 1\r\nContent-Length: 1\r\n";
         let input = format!(
             "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{fake_in_body}\r\n0\r\n\r\n\
              POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}\
