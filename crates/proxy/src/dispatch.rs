@@ -7,7 +7,8 @@
 
 use crate::error::ProxyError;
 use crate::forward;
-use crate::pool::{ConnectError, Pool};
+use crate::pool::{ConnectError, Key, Pool};
+use crate::timed_io;
 use crate::upgrade;
 use http::{Method, Request, Response, StatusCode, Uri, Version, request};
 use http_body::Body as _;
@@ -77,12 +78,17 @@ pub async fn call(
         *req.uri_mut() = uri.clone();
         *req.headers_mut() = headers;
 
-        let mut pooled = pool.checkout(node.addr);
+        let key = Key {
+            addr: node.addr,
+            read: up.read_timeout,
+            send: up.send_timeout,
+        };
+        let mut pooled = pool.checkout(key);
         let resp = loop {
             let fresh = pooled.is_none();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match pool.connect(node.addr, up.connect_timeout).await {
+                None => match pool.connect(key, up.connect_timeout).await {
                     Ok(s) => s,
                     Err(e) => {
                         // Nothing was sent: hand the request back for the next node.
@@ -94,17 +100,18 @@ pub async fn call(
                     }
                 },
             };
-            match tokio::time::timeout(up.read_timeout, sender.try_send_request(req)).await {
-                Err(_) => return Err(ProxyError::UpstreamTimeout),
-                Ok(Ok(resp)) => {
+            // The socket's own timers bound the wait (see timed_io): no per-request timer here.
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
                     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-                        pool.put(node.addr, sender);
+                        pool.put(key, sender);
                     }
                     break Some(resp);
                 }
-                Ok(Err(mut e)) => match e.take_message() {
+                Err(mut e) => match e.take_message() {
                     // A pooled connection closed under us before the request left: open a new one.
                     Some(unsent) if !fresh => req = unsent,
+                    _ if timed_io::is_timeout(e.error()) => return Err(ProxyError::UpstreamTimeout),
                     _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
                     _ => {
                         tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");

@@ -16,6 +16,7 @@ mod pool;
 mod server;
 mod service;
 mod snapshot;
+mod timed_io;
 mod upgrade;
 mod worker;
 

@@ -5,6 +5,7 @@
 //! closed (`is_closed`) if the body was abandoned or the upstream hung up. Checkout takes the
 //! most recently used ready connection, which keeps the hot set small and warm.
 
+use crate::timed_io::TimedIo;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use portico_plugins::Body;
@@ -19,9 +20,17 @@ pub type Sender = http1::SendRequest<Body>;
 /// Idle connections kept per node; past this a returned connection is simply closed.
 const MAX_IDLE_PER_NODE: usize = 512;
 
+/// Connections are shared only between requests that agree on the node and on its timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub addr: SocketAddr,
+    pub read: Duration,
+    pub send: Duration,
+}
+
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<Sender>>>,
+    idle: RefCell<HashMap<Key, Vec<Sender>>>,
 }
 
 /// Why a new connection could not be made.
@@ -33,9 +42,9 @@ pub enum ConnectError {
 
 impl Pool {
     /// A ready pooled connection to `addr`, if there is one.
-    pub fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
+    pub fn checkout(&self, key: Key) -> Option<Sender> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&key)?;
         while let Some(i) = list.iter().rposition(|s| s.is_ready() || s.is_closed()) {
             let s = list.swap_remove(i);
             if s.is_ready() {
@@ -46,9 +55,9 @@ impl Pool {
     }
 
     /// Returns a connection whose response head has arrived; hyper keeps it busy until the body is read.
-    pub fn put(&self, addr: SocketAddr, sender: Sender) {
+    pub fn put(&self, key: Key, sender: Sender) {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() >= MAX_IDLE_PER_NODE {
             list.retain(|s| !s.is_closed());
         }
@@ -58,7 +67,8 @@ impl Pool {
     }
 
     /// Opens a new connection within `timeout`; its driver runs as a task on this worker.
-    pub async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+    pub async fn connect(&self, key: Key, timeout: Duration) -> Result<Sender, ConnectError> {
+        let addr = key.addr;
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectError::Timeout),
             Ok(Err(e)) => {
@@ -70,7 +80,7 @@ impl Pool {
         // Small request/response writes must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(TimedIo::new(stream, key.read, key.send)))
             .await
             .map_err(|_| ConnectError::Refused)?;
         tokio::task::spawn_local(async move {
