@@ -65,7 +65,8 @@ def summary(path: str) -> None:
     if not rows:
         sys.exit("no results")
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
-    proxies = list(dict.fromkeys(r["proxy"] for r in rows))
+    # baselines first (in name order), then Portico: a stable order whatever the rotation
+    proxies = sorted({r["proxy"] for r in rows}, key=lambda p: (p == "portico", p))
     by = defaultdict(list)  # (scenario, proxy) -> rows
     per_round = {}  # (scenario, proxy, round) -> row
     for r in rows:
@@ -78,8 +79,8 @@ def summary(path: str) -> None:
 
     out = []
     out.append(f"Medians over {len(rounds)} interleaved rounds.\n")
-    out.append("| scenario | proxy | req/s | p50 | p99 | CPU µs/req | proxy core busy | RSS after | errors |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| scenario | proxy | req/s | p50 | p99 | CPU µs/req | proxy core busy | other load on that core | RSS after | errors |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in scenarios:
         for p in proxies:
             rs = by.get((s, p))
@@ -89,7 +90,8 @@ def summary(path: str) -> None:
             out.append(
                 f"| {s} | {p} | {med(rs, 'rps'):,.0f} | {fmt_us(med(rs, 'p50_us'))} | "
                 f"{fmt_us(med(rs, 'p99_us'))} | {med(rs, 'cpu_us_per_req'):.1f} | "
-                f"{med(rs, 'proxy_core_pct'):.0f}% | {med(rs, 'rss_kib') / 1024:.1f} MiB | {errors} |"
+                f"{med(rs, 'proxy_core_pct'):.0f}% | {med(rs, 'core_other_pct'):.1f}% | "
+                f"{med(rs, 'rss_kib') / 1024:.1f} MiB | {errors} |"
             )
 
     def paired(s1, p1, s2, p2, key):
@@ -100,16 +102,22 @@ def summary(path: str) -> None:
                 vals.append(float(a[key]) / float(b[key]))
         return vals
 
-    if "portico" in proxies and "nginx" in proxies:
+    baselines = [p for p in proxies if p != "portico"]
+    if "portico" in proxies and baselines:
         out.append("")
-        out.append("Portico / nginx, median of the per-round ratios (range in brackets):\n")
-        out.append("| scenario | req/s ratio (higher is better) | CPU µs/req ratio (lower is better) |")
-        out.append("|---|---:|---:|")
+        out.append("Portico / baseline, median of the per-round ratios (range in brackets); "
+                   "req/s: higher is better, CPU µs/req: lower is better.\n")
+        head = "| scenario |"
+        for b in baselines:
+            head += f" req/s vs {b} | CPU/req vs {b} |"
+        out.append(head)
+        out.append("|---|" + "---:|---:|" * len(baselines))
         for s in scenarios:
-            out.append(
-                f"| {s} | {ratio_cell(paired(s, 'portico', s, 'nginx', 'rps'))} | "
-                f"{ratio_cell(paired(s, 'portico', s, 'nginx', 'cpu_us_per_req'))} |"
-            )
+            line = f"| {s} |"
+            for b in baselines:
+                line += (f" {ratio_cell(paired(s, 'portico', s, b, 'rps'))} |"
+                         f" {ratio_cell(paired(s, 'portico', s, b, 'cpu_us_per_req'))} |")
+            out.append(line)
     others = [s for s in scenarios if s != "plain"]
     if "plain" in scenarios and others and "portico" in proxies:
         out.append("")
@@ -121,6 +129,15 @@ def summary(path: str) -> None:
                 f"| {s} / plain | {ratio_cell(paired(s, 'portico', 'plain', 'portico', 'rps'))} | "
                 f"{ratio_cell(paired(s, 'portico', 'plain', 'portico', 'cpu_us_per_req'))} |"
             )
+    busy = [r for r in rows if float(r["core_other_pct"]) > 5]
+    if busy:
+        out.append("")
+        out.append(
+            f"NOTE: in {len(busy)} of {len(rows)} measurements something else used more than 5% of "
+            "the proxy's core (column \"other load on that core\"). There, req/s and latency "
+            "describe the machine's load as much as the proxy (a preempted proxy serves fewer "
+            "requests); CPU µs/req is the figure that stays comparable."
+        )
     total_errors = sum(int(r["errors"]) for r in rows)
     if total_errors:
         out.append("")

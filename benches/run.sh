@@ -3,13 +3,13 @@
 #
 #   benches/run.sh                         # everything, defaults below
 #   ROUNDS=3 DURATION=3s SCENARIOS=plain benches/run.sh
-#   PROXIES=nginx benches/run.sh           # only the nginx baseline (no Portico build)
+#   PROXIES="nginx nginx-fwd" benches/run.sh  # only the nginx baselines (no Portico build)
 #   PORTICO_BIN=target/debug/portico ...   # use this binary instead of building release
 #
 # One upstream (nginx answering 200 "ok", 1 worker) and wrk share core LOAD_CPU; each proxy
 # (nginx `proxy_pass` with upstream keep-alive, 1 worker; Portico with `gateway.workers: 1`)
-# is pinned to core PROXY_CPU. For every round and scenario, both proxies are measured back
-# to back (order alternating), so slow drifts of a shared machine hit both alike. Per
+# is pinned to core PROXY_CPU. For every round and scenario, all proxies are measured back
+# to back (order rotating), so slow drifts of a shared machine hit them alike. Per
 # measurement: req/s, p50/p99 latency (wrk --latency), and the proxy's CPU time per request
 # from /proc/PID/stat (utime+stime of the process and its children). The report gives
 # medians over rounds and paired Portico/nginx ratios. See BENCHMARKS.md.
@@ -26,13 +26,13 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-32}
 SCENARIOS=${SCENARIOS:-"plain routes10k"}
-PROXIES=${PROXIES:-"nginx portico"}
+# nginx: bare proxy_pass (the issue's baseline); nginx-fwd: nginx also setting the headers the
+# spec makes Portico set (Host passed, X-Forwarded-For/Proto/Host, X-Request-Id), i.e. the
+# same work; portico: the gateway under test.
+PROXIES=${PROXIES:-"nginx nginx-fwd portico"}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-60} # seconds for a process to answer its first request
-# nginx sets the same forwarded headers Portico must set (spec: X-Forwarded-*, X-Request-Id,
-# client Host passed), so both do the same work. NGINX_FORWARD_HEADERS=0: bare proxy_pass.
-NGINX_FORWARD_HEADERS=${NGINX_FORWARD_HEADERS:-1}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -152,28 +152,36 @@ wait_http() {
     done
 }
 
-# CPU ticks (utime+stime) of a process and its children (nginx: master + worker).
-proc_ticks() {
-    local pid=$1 total=0 stat rest f c
-    local kids=()
-    for c in /proc/"$pid"/task/*/children; do
-        [[ -r $c ]] && read -ra f <"$c" && kids+=("${f[@]}")
+# Direct children of a process (nginx: its worker). /proc/PID/task/*/children needs
+# CONFIG_PROC_CHILDREN, which not every kernel has, so scan /proc.
+children_of() {
+    local f stat rest
+    local -a fields
+    for f in /proc/[0-9]*/stat; do
+        read -r stat 2>/dev/null <"$f" || continue
+        rest=${stat##*) }
+        read -ra fields <<<"$rest"
+        [[ ${fields[1]} == "$1" ]] && { f=${f#/proc/}; echo "${f%/stat}"; }
     done
-    for c in "$pid" "${kids[@]}"; do
-        stat=$(<"/proc/$c/stat") || continue
+    return 0
+}
+
+# CPU ticks (utime+stime, all threads) of a process and its children.
+proc_ticks() {
+    local total=0 c stat rest
+    local -a f
+    for c in "$1" $(children_of "$1"); do
+        read -r stat 2>/dev/null <"/proc/$c/stat" || continue
         rest=${stat##*) } # fields from 3 on; comm (field 2) may hold spaces
         read -ra f <<<"$rest"
-        total=$((total + f[11] + f[12])) # utime (14), stime (15)
+        total=$((total + f[11] + f[12])) # utime (field 14), stime (field 15)
     done
     echo "$total"
 }
 
 rss_kib() { # resident set of a process and its children, KiB
-    local pid=$1 total=0 c f kids=()
-    for c in /proc/"$pid"/task/*/children; do
-        [[ -r $c ]] && read -ra f <"$c" && kids+=("${f[@]}")
-    done
-    for c in "$pid" "${kids[@]}"; do
+    local total=0 c
+    for c in "$1" $(children_of "$1"); do
         total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$c/status" 2>/dev/null || echo 0)))
     done
     echo "$total"
@@ -226,12 +234,16 @@ UP_PID=$LAST_PID
 wait_http upstream "$UP_PID" "$UP_DIR/stderr.log" 200 "http://127.0.0.1:$UP_PORT/"
 
 declare -A PORT PID LOGF
-if [[ " $PROXIES " == *" nginx "* ]]; then
-    NG_PORT=$(free_port)
-    NG_DIR=$BENCH_OUT/nginx
-    mkdir -p "$NG_DIR/tmp"
-    fwd=""
-    if [[ $NGINX_FORWARD_HEADERS == 1 ]]; then
+# nginx_proxy_config NAME: writes BENCH_OUT/NAME/nginx.conf, a reverse proxy to the upstream
+# (1 worker, upstream keep-alive); sets NGINX_PORT[NAME]. NAME `nginx-fwd` also sets the
+# request headers the spec makes Portico set, so that it does the same work.
+declare -A NGINX_PORT
+nginx_proxy_config() {
+    local name=$1 dir=$BENCH_OUT/$1 port fwd=""
+    port=$(free_port)
+    mkdir -p "$dir/tmp"
+    if [[ $name == nginx-fwd ]]; then
+        # shellcheck disable=SC2016 # nginx variables, not shell ones
         fwd='proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto $scheme;
@@ -240,11 +252,11 @@ if [[ " $PROXIES " == *" nginx "* ]]; then
       add_header X-Request-Id $request_id always;'
     fi
     {
-        nginx_common "$NG_DIR"
+        nginx_common "$dir"
         cat <<EOF
 http {
   access_log off;
-  $(nginx_temp_paths "$NG_DIR")
+  $(nginx_temp_paths "$dir")
   keepalive_requests 1000000000;
   keepalive_timeout 600s;
   upstream up {
@@ -254,7 +266,7 @@ http {
     keepalive_timeout 600s;
   }
   server {
-    listen 127.0.0.1:$NG_PORT backlog=4096;
+    listen 127.0.0.1:$port backlog=4096;
     location / {
       proxy_pass http://up;
       proxy_http_version 1.1;
@@ -264,8 +276,9 @@ http {
   }
 }
 EOF
-    } >"$NG_DIR/nginx.conf"
-fi
+    } >"$dir/nginx.conf"
+    NGINX_PORT[$name]=$port
+}
 
 # --- scenarios ---------------------------------------------------------------------------
 
@@ -292,19 +305,25 @@ for s in "${SCENARIO_LIST[@]}"; do
     fi
 done
 
-if [[ -n ${NG_DIR:-} ]]; then
-    start_bg nginx "$PROXY_CPU" "$NG_DIR/stderr.log" nginx -p "$NG_DIR" -c "$NG_DIR/nginx.conf"
-    for s in "${SCENARIO_LIST[@]}"; do
-        PORT[nginx.$s]=$NG_PORT PID[nginx.$s]=$LAST_PID LOGF[nginx.$s]=$NG_DIR/stderr.log
-    done
-fi
-
 read -ra PROXY_LIST <<<"$PROXIES"
+for p in "${PROXY_LIST[@]}"; do
+    case $p in
+    portico) ;;
+    nginx | nginx-fwd)
+        nginx_proxy_config "$p"
+        start_bg "$p" "$PROXY_CPU" "$BENCH_OUT/$p/stderr.log" nginx -p "$BENCH_OUT/$p" -c "$BENCH_OUT/$p/nginx.conf"
+        for s in "${SCENARIO_LIST[@]}"; do
+            PORT[$p.$s]=${NGINX_PORT[$p]} PID[$p.$s]=$LAST_PID LOGF[$p.$s]=$BENCH_OUT/$p/stderr.log
+        done
+        ;;
+    *) die "unknown proxy $p (PROXIES: nginx, nginx-fwd, portico)" ;;
+    esac
+done
+
 for s in "${SCENARIO_LIST[@]}"; do
     mapfile -t hdrs < <(printf '%s' "${S_HEADERS[$s]}")
     for p in "${PROXY_LIST[@]}"; do
-        [[ -n ${PID[$p.$s]:-} ]] || die "unknown proxy $p (PROXIES: nginx, portico)"
-        wait_http "$p[$s]" "${PID[$p.$s]}" "${LOGF[$p.$s]}" "${S_EXPECT[$s]}" \
+        wait_http "${p}[$s]" "${PID[$p.$s]}" "${LOGF[$p.$s]}" "${S_EXPECT[$s]}" \
             "http://127.0.0.1:${PORT[$p.$s]}${S_PATH[$s]}" "${hdrs[@]}"
     done
 done
@@ -363,8 +382,9 @@ done
 for ((r = 1; r <= ROUNDS; r++)); do
     for i in "${!SCENARIO_LIST[@]}"; do
         s=${SCENARIO_LIST[i]}
-        order=("${PROXY_LIST[@]}")
-        if (((r + i) % 2 == 0)) && ((${#order[@]} == 2)); then order=("${order[1]}" "${order[0]}"); fi
+        # rotate the order every round (and per scenario), so no proxy always goes first
+        k=$(((r + i) % ${#PROXY_LIST[@]}))
+        order=("${PROXY_LIST[@]:k}" "${PROXY_LIST[@]:0:k}")
         for p in "${order[@]}"; do measure "$p" "$s" "$r" "$DURATION"; done
     done
 done
@@ -383,8 +403,9 @@ cleanup
         "$(uname -sr); load average before $LOAD_BEFORE, after $LOAD_AFTER"
     echo "- proxies on CPU $PROXY_CPU; upstream (nginx return 200, 1 worker) and wrk on CPU $LOAD_CPU"
     echo "- $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')$(
-        ((want_portico)) && echo ", portico $("$PORTICO_BIN" version 2>&1 | head -n1) at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+uncommitted')")"
-    [[ $NGINX_FORWARD_HEADERS == 1 ]] && echo "- nginx sets Host, X-Forwarded-For/Proto/Host and X-Request-Id like Portico"
+        ((want_portico)) && echo ", $("$PORTICO_BIN" version 2>&1 | head -n1) at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+uncommitted')")"
+    echo "- \`nginx\`: bare \`proxy_pass\` with upstream keep-alive; \`nginx-fwd\`: the same plus the request" \
+        "headers Portico sets (Host passed, X-Forwarded-For/Proto/Host, X-Request-Id on request and response)"
     echo
     for s in "${SCENARIO_LIST[@]}"; do echo "- \`$s\`: ${S_DESC[$s]}"; done
     echo

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # the globals set here are read by run.sh
 # Benchmark scenarios, sourced by benches/run.sh.
 #
 # A scenario is a function `scenario_NAME CONFIG LISTEN UPSTREAM` that
