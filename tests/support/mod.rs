@@ -2,8 +2,25 @@
 //! and clients that talk to both over real sockets.
 //!
 //! Every wait in here polls a condition against a deadline; nothing sleeps to synchronise.
+//!
+//! ```text
+//! mod support;
+//! use support::{Client, Gateway, Upstream};
+//!
+//! let up = Upstream::builder("users").status(200).start().await;     // echoes what it got
+//! let gw = Gateway::with(r#"
+//! routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{users}}" }] } }]
+//! "#).var("users", &up.address()).start().await;                      // waits until listening
+//! let echo = Client::new().get(&gw.url("/x")).host("api.test").send().await.echo();
+//! assert_eq!(echo.header("x-forwarded-host").as_deref(), Some("api.test"));
+//! let line = gw.access_log_for(&id).await;                            // polls the access log
+//! ```
+//!
+//! `Gateway::with` puts [`PREAMBLE`] (one listener, `workers: 1`, access log to a file) in
+//! front of the text; `Gateway::builder` takes a whole file. Tests run in parallel: every
+//! gateway has its own ports and temporary directory.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 pub mod client;
 pub mod gateway;
@@ -11,8 +28,8 @@ pub mod ports;
 pub mod upstream;
 
 pub use client::{Client, RawConn, RawResponse, Resp};
-pub use gateway::{Gateway, validate};
-pub use ports::{free_port, refused_addr};
+pub use gateway::{Gateway, PREAMBLE, validate};
+pub use ports::{Blackhole, free_port, refused_addr};
 pub use upstream::{Echo, Upstream};
 
 use std::future::Future;
@@ -32,7 +49,10 @@ pub async fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() ->
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -48,7 +68,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -61,19 +84,46 @@ pub fn is_uuid(s: &str) -> bool {
         && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Asserts that a response is the gateway's own JSON error: `status`, `Content-Type:
+/// Checks that a response is the gateway's own JSON error: `want` status, `Content-Type:
 /// application/json`, a body `{"message": ..., "request_id": ...}` whose id is the response's
-/// `X-Request-Id`. Returns the message.
-pub fn assert_gateway_error(status: u16, content_type: Option<&str>, request_id: Option<&str>, body: &[u8], want: u16) -> String {
+/// `X-Request-Id`. Returns the message, or what is wrong.
+pub fn check_gateway_error(
+    status: u16,
+    content_type: Option<&str>,
+    request_id: Option<&str>,
+    body: &[u8],
+    want: u16,
+) -> Result<String, String> {
     let text = String::from_utf8_lossy(body);
-    assert_eq!(status, want, "status; body: {text}");
+    if status != want {
+        return Err(format!("status {status}, want {want}; body: {text}"));
+    }
     let ct = content_type.unwrap_or_default();
-    assert!(ct.starts_with("application/json"), "Content-Type {ct:?}; body: {text}");
+    if !ct.starts_with("application/json") {
+        return Err(format!("Content-Type {ct:?}, want application/json; body: {text:?}"));
+    }
     let v: serde_json::Value =
-        serde_json::from_slice(body).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
-    let message = v["message"].as_str().unwrap_or_else(|| panic!("no string `message` in {text}"));
-    let id = v["request_id"].as_str().unwrap_or_else(|| panic!("no string `request_id` in {text}"));
-    let header = request_id.unwrap_or_else(|| panic!("no X-Request-Id header on the error; body: {text}"));
-    assert_eq!(id, header, "request_id in the body vs the X-Request-Id header");
-    message.to_owned()
+        serde_json::from_slice(body).map_err(|e| format!("error body is not JSON ({e}): {text:?}"))?;
+    let message = v["message"]
+        .as_str()
+        .ok_or_else(|| format!("no string `message` in {text}"))?;
+    let id = v["request_id"]
+        .as_str()
+        .ok_or_else(|| format!("no string `request_id` in {text}"))?;
+    let header = request_id.ok_or_else(|| format!("no X-Request-Id header on the error; body: {text}"))?;
+    if id != header {
+        return Err(format!("request_id {id:?} in the body, {header:?} in X-Request-Id"));
+    }
+    Ok(message.to_owned())
+}
+
+/// [`check_gateway_error`], failing the test.
+pub fn assert_gateway_error(
+    status: u16,
+    content_type: Option<&str>,
+    request_id: Option<&str>,
+    body: &[u8],
+    want: u16,
+) -> String {
+    check_gateway_error(status, content_type, request_id, body, want).unwrap_or_else(|e| panic!("{e}"))
 }
