@@ -34,10 +34,16 @@ pub fn from_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
 
 /// Reads, parses and validates the file at `path` with the process environment.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let loaded = load_unvalidated(path)?;
+    validate::validate(&loaded.config).into_result(loaded)
+}
+
+/// Reads and parses the file at `path` (structural errors only); the caller validates.
+pub fn load_unvalidated(path: &Path) -> Result<Loaded, ConfigErrors> {
     let bytes =
         std::fs::read(path).map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| ConfigError::new(path.display().to_string(), "not UTF-8 text"))?;
-    let config = from_str(&text, &|name| std::env::var(name).ok())?;
+    let config = parse::parse(&text, &|name| std::env::var(name).ok())?;
     Ok(Loaded {
         config,
         hash: hash_text(&text),

@@ -5,11 +5,27 @@ use portico_proxy::{Running, Snapshot};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Reads, validates and compiles the file at `path`.
+/// Reads, validates and compiles the file at `path`, reporting every error at once.
 pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors> {
-    let loaded = portico_config::load(path)?;
-    let snapshot = portico_proxy::compile(&loaded.config, &loaded.hash)?;
-    Ok((loaded, snapshot))
+    let loaded = portico_config::load_unvalidated(path)?;
+    let mut errors = portico_config::validate::validate(&loaded.config);
+    match portico_proxy::compile(&loaded.config, &loaded.hash) {
+        Ok(snapshot) if errors.is_empty() => Ok((loaded, snapshot)),
+        Ok(_) => Err(errors),
+        Err(compile_errors) if errors.is_empty() => Err(compile_errors),
+        Err(compile_errors) => {
+            // On a config that already failed validation, compiling also trips over what
+            // validation reported (a bad path, an unknown upstream); keep only what validation
+            // cannot see: the plugins' own settings and consumers' credentials.
+            errors.0.extend(
+                compile_errors
+                    .0
+                    .into_iter()
+                    .filter(|e| e.location.contains("plugins") || e.location.contains(".credentials")),
+            );
+            Err(errors)
+        }
+    }
 }
 
 /// What a reload did.

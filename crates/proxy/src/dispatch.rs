@@ -66,24 +66,17 @@ pub async fn call(
         forward::upstream_host(&mut parts.headers, cx, up, node);
         let may_retry = attempt < attempts && tried.len() < up.nodes.len();
 
-        // The request is rebuilt for each attempt; its headers are moved, not copied, unless a
-        // later attempt may need them again.
-        let headers = if retry_on_status && may_retry {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        let mut req = Request::new(body.take().unwrap_or_default());
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri.clone();
-        *req.headers_mut() = headers;
-
         let key = Key {
             addr: node.addr,
             read: up.read_timeout,
             send: up.send_timeout,
         };
         let mut pooled = pool.checkout(key);
+        // A replayable request keeps a copy of its headers for a replay: on the next node after
+        // a 502-504, or on a new connection when a pooled one turns out closed by the upstream
+        // (the race every keep-alive pool has; nginx replays in that case too).
+        let keep = retry_on_status && (may_retry || pooled.is_some());
+        let mut req = build(&mut parts, &uri, body.take().unwrap_or_default(), keep);
         let resp = loop {
             let fresh = pooled.is_none();
             let mut sender = match pooled.take() {
@@ -113,6 +106,7 @@ pub async fn call(
                     Some(unsent) if !fresh => req = unsent,
                     _ if timed_io::is_timeout(e.error()) => return Err(ProxyError::UpstreamTimeout),
                     _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
+                    None if !fresh && retry_on_status => req = build(&mut parts, &uri, Body::Empty, may_retry),
                     _ => {
                         tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");
                         return Err(ProxyError::UpstreamFailed);
@@ -139,6 +133,20 @@ pub async fn call(
     }
     info.duration = Some(start.elapsed());
     Err(last_err)
+}
+
+/// The upstream request for one attempt; the headers are moved out of `parts` unless `keep`.
+fn build(parts: &mut request::Parts, uri: &Uri, body: Body, keep: bool) -> Request<Body> {
+    let headers = if keep {
+        parts.headers.clone()
+    } else {
+        std::mem::take(&mut parts.headers)
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.headers_mut() = headers;
+    req
 }
 
 /// The path and query only: an upstream gets origin-form even if the client sent absolute-form.

@@ -281,6 +281,7 @@ fn inspect(bytes: &mut [u8]) -> Head {
     let mut te: Vec<usize> = Vec::new();
     let mut chunked = false;
     let mut upgrade;
+    let http10;
     let len = {
         let base = bytes.as_ptr() as usize;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -288,10 +289,11 @@ fn inspect(bytes: &mut [u8]) -> Head {
         let len = match req.parse(bytes) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Head::Partial,
-            Err(httparse::Error::Version) => return Head::NotHttp1,
+            Err(httparse::Error::Version) if bytes.starts_with(b"PRI * HTTP/2") => return Head::NotHttp1,
             Err(e) => return Head::Invalid(parse_error(e)),
         };
         upgrade = req.method == Some("CONNECT");
+        http10 = req.version == Some(0);
         for h in req.headers.iter() {
             let at = h.name.as_ptr() as usize - base;
             if h.name.eq_ignore_ascii_case("content-length") {
@@ -313,6 +315,10 @@ fn inspect(bytes: &mut [u8]) -> Head {
         }
         len
     };
+    if http10 && !te.is_empty() {
+        // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+        return Head::Invalid("Transfer-Encoding in an HTTP/1.0 request");
+    }
     let body = match (cl.first(), te.is_empty()) {
         (Some(&(_, n)), false) => {
             for &at in &te {
@@ -339,7 +345,7 @@ fn parse_error(e: httparse::Error) -> &'static str {
         httparse::Error::Status => "malformed request: invalid status",
         httparse::Error::Token => "malformed request: invalid request line",
         httparse::Error::TooManyHeaders => "malformed request: too many headers",
-        httparse::Error::Version => "malformed request: unsupported HTTP version",
+        httparse::Error::Version => "malformed request: invalid request line or HTTP version",
     }
 }
 
