@@ -10,7 +10,7 @@ use crate::forward;
 use crate::pool::{ConnectError, Key, Pool};
 use crate::timed_io;
 use crate::upgrade;
-use http::{Method, Request, Response, StatusCode, Uri, Version, request};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, request};
 use http_body::Body as _;
 use hyper::upgrade::OnUpgrade;
 use portico_plugins::{Body, Ctx};
@@ -39,6 +39,7 @@ pub async fn call(
     pool: &Pool,
     up: &Upstream,
     cx: &Ctx,
+    client_ip: &HeaderValue,
     mut parts: request::Parts,
     body: Body,
     info: &mut UpstreamInfo,
@@ -49,22 +50,22 @@ pub async fn call(
     } else {
         None
     };
-    forward::request_headers(&mut parts.headers, cx, upgrade);
+    forward::request_headers(&mut parts.headers, cx, client_ip, upgrade);
     let uri = origin_form(&parts.uri);
     let retry_on_status = !upgrade && idempotent(&parts.method) && body.is_end_stream();
     let attempts = up.retries.saturating_add(1);
 
     let start = Instant::now();
     let mut body = Some(body);
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried = Tried::default();
     let mut last_err = ProxyError::NoHealthyNode;
     for attempt in 1..=attempts {
-        let Some(idx) = up.pick(&tried) else { break };
+        let Some(idx) = up.pick(tried.as_slice()) else { break };
         tried.push(idx);
         let node = &up.nodes[idx];
         info.addr = Some(node.address.clone());
         forward::upstream_host(&mut parts.headers, cx, up, node);
-        let may_retry = attempt < attempts && tried.len() < up.nodes.len();
+        let may_retry = attempt < attempts && tried.len < up.nodes.len();
 
         let key = Key {
             addr: node.addr,
@@ -133,6 +134,36 @@ pub async fn call(
     }
     info.duration = Some(start.elapsed());
     Err(last_err)
+}
+
+/// Nodes already tried for one request, on the stack for the usual few attempts.
+#[derive(Default)]
+struct Tried {
+    inline: [usize; 4],
+    len: usize,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, idx: usize) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = idx;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.inline);
+            }
+            self.more.push(idx);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.more
+        }
+    }
 }
 
 /// The upstream request for one attempt; the headers are moved out of `parts` unless `keep`.

@@ -18,32 +18,59 @@ pub const CONSUMER_HEADERS: [HeaderName; 2] = [
     HeaderName::from_static("x-consumer-groups"),
 ];
 
-/// Hop-by-hop headers (RFC 9110 7.6.1) plus the ones a `Connection` header names.
+/// Hop-by-hop headers (RFC 9110 7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::UPGRADE,
+];
+
+/// Bit `i` set: `HOP_BY_HOP[i]` is present.
+fn hop_by_hop_present(headers: &HeaderMap) -> u16 {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    present
+}
+
+/// Hop-by-hop headers plus the ones a `Connection` header names. One pass over the (few)
+/// headers finds which are there, so only those pay for a hashed removal.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
-        let named: Vec<HeaderName> = conn
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+    let present = hop_by_hop_present(headers);
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !["close", "keep-alive", "upgrade"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for n in named {
             headers.remove(n);
         }
     }
-    for n in [
-        header::CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(n);
-    }
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 && !(keep_upgrade && n == header::UPGRADE) {
+            headers.remove(n);
+        }
     }
 }
 
@@ -59,40 +86,60 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Turns the client's headers into the upstream's, in place (all but Host: see [`upstream_host`]).
-pub fn request_headers(headers: &mut HeaderMap, cx: &Ctx, upgrade: bool) {
+///
+/// `client_ip` is the peer address as a header value, made once per connection.
+pub fn request_headers(headers: &mut HeaderMap, cx: &Ctx, client_ip: &HeaderValue, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    headers.remove(header::EXPECT);
-    for n in &CONSUMER_HEADERS {
-        headers.remove(n);
+    // The gateway answers `Expect` itself; identity headers are the gateway's alone to set.
+    let mut spoofable = [false; 3];
+    for name in headers.keys() {
+        if name == header::EXPECT {
+            spoofable[0] = true;
+        } else if let Some(i) = CONSUMER_HEADERS.iter().position(|c| c == name) {
+            spoofable[i + 1] = true;
+        }
+    }
+    if spoofable[0] {
+        headers.remove(header::EXPECT);
+    }
+    for (i, n) in CONSUMER_HEADERS.iter().enumerate() {
+        if spoofable[i + 1] {
+            headers.remove(n);
+        }
     }
 
-    let client = cx.client_ip.to_string();
-    let xff = match headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .fold(String::new(), |mut acc, v| {
-            if !acc.is_empty() {
-                acc.push_str(", ");
-            }
-            acc.push_str(v);
-            acc
-        }) {
-        prior if prior.is_empty() => client,
-        prior => format!("{prior}, {client}"),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    append_forwarded_for(headers, client_ip);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(cx.scheme));
     match &cx.host {
         Some(h) => headers.insert(X_FORWARDED_HOST, h.clone()),
         None => headers.remove(X_FORWARDED_HOST),
     };
     headers.insert(X_REQUEST_ID, cx.request_id.clone());
+}
+
+/// `X-Forwarded-For: <what the client sent>, <client ip>`, all values folded into one.
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    let mut prior = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .peekable();
+    if prior.peek().is_none() {
+        headers.insert(X_FORWARDED_FOR, client_ip.clone());
+        return;
+    }
+    let mut value = String::with_capacity(64);
+    for v in prior {
+        value.push_str(v);
+        value.push_str(", ");
+    }
+    value.push_str(client_ip.to_str().unwrap_or_default());
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
 }
 
 /// Sets the Host header for one node: a plugin's choice, else the upstream's `pass_host`.

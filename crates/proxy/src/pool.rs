@@ -9,8 +9,8 @@ use crate::timed_io::TimedIo;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use portico_plugins::Body;
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -30,7 +30,7 @@ pub struct Key {
 
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<Key, Vec<Sender>>>,
+    idle: RefCell<FxHashMap<Key, Vec<Sender>>>,
 }
 
 /// Why a new connection could not be made.

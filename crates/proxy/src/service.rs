@@ -15,7 +15,22 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
-pub async fn handle(w: &Worker, req: Request<Incoming>, client_ip: IpAddr) -> Response<LoggedBody> {
+/// The downstream peer, as known once per connection.
+pub struct Peer {
+    pub ip: IpAddr,
+    /// `ip` as a header value for `X-Forwarded-For`, formatted once.
+    pub ip_header: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Self {
+        let ip_header = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        Self { ip, ip_header }
+    }
+}
+
+pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<LoggedBody> {
+    let client_ip = peer.ip;
     let start = Instant::now();
     let request_id = request_id(req.headers());
     let mut pending = w.shared.log.as_ref().map(|log| {
@@ -84,9 +99,17 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, client_ip: IpAddr) -> Re
     let resp = match route.chain.run_request(&mut cx, &mut parts).await {
         Some(answer) => answer,
         None => match &route.upstream {
-            Some(up) => dispatch::call(&w.pool, up, &cx, parts, Body::Incoming(body), &mut info)
-                .await
-                .unwrap_or_else(|e| e.into_response(&request_id)),
+            Some(up) => dispatch::call(
+                &w.pool,
+                up,
+                &cx,
+                &peer.ip_header,
+                parts,
+                Body::Incoming(body),
+                &mut info,
+            )
+            .await
+            .unwrap_or_else(|e| e.into_response(&request_id)),
             None => ProxyError::NoUpstream.into_response(&request_id),
         },
     };

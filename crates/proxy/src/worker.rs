@@ -142,9 +142,10 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = Rc::new(service::Peer::new(client_ip));
     let svc = service_fn(move |req| {
-        let worker = worker.clone();
-        async move { Ok::<_, Infallible>(service::handle(&worker, req, client_ip).await) }
+        let (worker, peer) = (worker.clone(), peer.clone());
+        async move { Ok::<_, Infallible>(service::handle(&worker, req, &peer).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

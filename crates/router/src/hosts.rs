@@ -1,9 +1,9 @@
 //! The host index: one path trie per exact host, one per wildcard suffix, and one for routes
 //! without hosts; a request visits only the tries its host can match.
 
-use crate::fxhash::FxHashMap;
 use crate::rank::HostKind;
 use crate::trie::{Entry, Node};
+use rustc_hash::FxHashMap;
 
 /// A parsed host condition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,6 @@
 //! prefix; then the longer prefix (segments, then bytes of static text); then the longer
 //! wildcard suffix; then the route defined first.
 
-mod fxhash;
 mod hosts;
 mod pattern;
 mod rank;

@@ -1,9 +1,9 @@
 //! A segment trie of path patterns: static children, one `{param}` child, and at each node the
 //! routes that end there exactly and the routes whose `/*` prefix ends there.
 
-use crate::fxhash::FxHashMap;
 use crate::pattern::{Pattern, Segment};
 use crate::rank::Rank;
+use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 
 /// A route reachable through one node, with its precomputed precedence.
