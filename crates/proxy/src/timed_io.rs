@@ -4,6 +4,10 @@
 //! Timing the socket rather than each request costs one timer per connection instead of one
 //! per request, and also covers a response body that stalls halfway. A pooled connection left
 //! idle for `read` is closed by the same rule, as nginx closes idle upstream keep-alives.
+//!
+//! The read timer is lazy: I/O only records when the socket last made progress (a clock read),
+//! and the timer, when it fires, re-arms itself for the rest of the silence if there was
+//! progress since. Re-arming a tokio timer on every read would cost more than the read.
 
 use std::io;
 use std::pin::Pin;
@@ -17,7 +21,8 @@ pub struct TimedIo<T> {
     read_timeout: Duration,
     send_timeout: Duration,
     read_timer: Pin<Box<Sleep>>,
-    read_armed: bool,
+    /// When bytes last moved either way: the upstream's silence is counted from here.
+    last_progress: Instant,
     write_timer: Pin<Box<Sleep>>,
     write_armed: bool,
 }
@@ -29,7 +34,7 @@ impl<T> TimedIo<T> {
             read_timeout,
             send_timeout,
             read_timer: Box::pin(sleep(read_timeout)),
-            read_armed: false,
+            last_progress: Instant::now(),
             write_timer: Box::pin(sleep(send_timeout)),
             write_armed: false,
         }
@@ -60,19 +65,22 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                this.read_armed = false;
+                this.last_progress = Instant::now();
                 Poll::Ready(r)
             }
-            Poll::Pending => {
-                if !this.read_armed {
-                    this.read_armed = true;
-                    this.read_timer.as_mut().reset(Instant::now() + this.read_timeout);
-                }
+            Poll::Pending => loop {
                 match this.read_timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(timed_out("read"))),
-                    Poll::Pending => Poll::Pending,
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        let deadline = this.last_progress + this.read_timeout;
+                        if deadline <= Instant::now() {
+                            return Poll::Ready(Err(timed_out("read")));
+                        }
+                        // There was progress since the timer was set: wait out the rest.
+                        this.read_timer.as_mut().reset(deadline);
+                    }
                 }
-            }
+            },
         }
     }
 }
@@ -83,9 +91,7 @@ impl<T: AsyncWrite + Unpin> TimedIo<T> {
             Poll::Ready(r) => {
                 self.write_armed = false;
                 // We just spoke: the upstream's silence is counted from now.
-                if self.read_armed {
-                    self.read_timer.as_mut().reset(Instant::now() + self.read_timeout);
-                }
+                self.last_progress = Instant::now();
                 Poll::Ready(r)
             }
             Poll::Pending => {
