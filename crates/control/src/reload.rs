@@ -15,14 +15,13 @@ pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors>
         Err(compile_errors) if errors.is_empty() => Err(compile_errors),
         Err(compile_errors) => {
             // On a config that already failed validation, compiling also trips over what
-            // validation reported (a bad path, an unknown upstream); keep only what validation
-            // cannot see: the plugins' own settings and consumers' credentials.
-            errors.0.extend(
-                compile_errors
-                    .0
-                    .into_iter()
-                    .filter(|e| e.location.contains("plugins") || e.location.contains(".credentials")),
-            );
+            // validation reported (an unknown upstream, say); keep only what validation
+            // cannot see: the plugins' settings, consumers' credentials and path patterns.
+            errors.0.extend(compile_errors.0.into_iter().filter(|e| {
+                ["plugins", ".credentials", ".paths["]
+                    .iter()
+                    .any(|p| e.location.contains(p))
+            }));
             Err(errors)
         }
     }
