@@ -79,7 +79,11 @@ impl Pool {
         };
         // Small request/response writes must not wait for Nagle.
         let _ = stream.set_nodelay(true);
+        // Requests to upstreams are mostly small: one flattened write beats a vectored one,
+        // and a fixed read buffer skips hyper's adaptive sizing on every response.
         let (sender, conn) = http1::Builder::new()
+            .writev(false)
+            .read_buf_exact_size(Some(16 * 1024))
             .handshake(TokioIo::new(TimedIo::new(stream, key.read, key.send)))
             .await
             .map_err(|_| ConnectError::Refused)?;
