@@ -6,6 +6,8 @@
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -20,12 +22,59 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A streaming body from a client or an upstream, passed through untouched.
     Incoming(hyper::body::Incoming),
+    /// A client's body of unknown length that may not exceed a limit (request-size-limit).
+    Limited(Box<Limited>),
 }
+
+/// A streaming body that fails the read crossing its limit, so nothing past it is forwarded.
+#[derive(Debug)]
+pub struct Limited {
+    inner: hyper::body::Incoming,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+/// Tells, after the fact, whether a [`Body::limited`] body went over its limit.
+#[derive(Debug, Clone)]
+pub struct LimitFlag(Arc<AtomicBool>);
+
+impl LimitFlag {
+    pub fn exceeded(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The error a [`Limited`] body fails with.
+#[derive(Debug)]
+pub struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body over its size limit")
+    }
+}
+
+impl std::error::Error for TooLarge {}
 
 impl Body {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let b = bytes.into();
         if b.is_empty() { Body::Empty } else { Body::Full(Some(b)) }
+    }
+}
+
+impl Body {
+    /// `inner`, failing once more than `max` bytes have been read; the flag tells the proxy why
+    /// the upstream call failed.
+    pub fn limited(inner: hyper::body::Incoming, max: u64) -> (Self, LimitFlag) {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let flag = LimitFlag(exceeded.clone());
+        let body = Body::Limited(Box::new(Limited {
+            inner,
+            remaining: max,
+            exceeded,
+        }));
+        (body, flag)
     }
 }
 
@@ -44,6 +93,21 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Limited(l) => {
+                let polled = Pin::new(&mut l.inner).poll_frame(cx).map_err(Into::into);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    let n = data.len() as u64;
+                    if n > l.remaining {
+                        l.remaining = 0;
+                        l.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                    }
+                    l.remaining -= n;
+                }
+                polled
+            }
         }
     }
 
@@ -52,6 +116,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
             Body::Incoming(b) => b.is_end_stream(),
+            Body::Limited(l) => l.inner.is_end_stream(),
         }
     }
 
@@ -60,6 +125,7 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(b) => b.size_hint(),
+            Body::Limited(l) => l.inner.size_hint(),
         }
     }
 }

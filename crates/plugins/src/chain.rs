@@ -3,7 +3,7 @@
 use crate::body::Body;
 use crate::ctx::Ctx;
 use crate::phase::Phase;
-use crate::plugin::{Flow, Instance, build};
+use crate::plugin::{BuildEnv, Flow, Instance, build};
 use http::{Response, request, response};
 use portico_config::{ConfigErrors, PluginMap, error::join};
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use std::sync::Arc;
 pub type Compiled = Arc<[Instance]>;
 
 /// Compiles a `plugins:` map, reporting errors at `location.NAME...`.
-pub fn compile_plugins(map: &PluginMap, location: &str, errors: &mut ConfigErrors) -> Compiled {
+pub fn compile_plugins(map: &PluginMap, location: &str, errors: &mut ConfigErrors, env: &BuildEnv) -> Compiled {
     let mut out = Vec::with_capacity(map.len());
     for (name, config) in map {
         let at = join(location, name);
-        match build(name, config) {
+        match build(name, config, env) {
             Ok(p) => out.push(p),
             Err(errs) => {
                 for (path, message) in errs {
@@ -39,8 +39,14 @@ pub struct Chain {
 }
 
 /// Builds a route's chain from the already compiled global plugins and the route's own map.
-pub fn compile_chain(global: &Compiled, own: &PluginMap, location: &str, errors: &mut ConfigErrors) -> Chain {
-    let own = compile_plugins(own, location, errors);
+pub fn compile_chain(
+    global: &Compiled,
+    own: &PluginMap,
+    location: &str,
+    errors: &mut ConfigErrors,
+    env: &BuildEnv,
+) -> Chain {
+    let own = compile_plugins(own, location, errors, env);
     let has_response_hooks = global.iter().chain(own.iter()).any(Instance::has_response_hook);
     Chain {
         global: global.clone(),
@@ -52,12 +58,7 @@ pub fn compile_chain(global: &Compiled, own: &PluginMap, location: &str, errors:
 impl Chain {
     /// Global and own plugins merged by phase, globals first within a phase.
     fn in_order(&self) -> impl Iterator<Item = &Instance> {
-        let (mut g, mut o) = (self.global.iter().peekable(), self.own.iter().peekable());
-        std::iter::from_fn(move || match (g.peek(), o.peek()) {
-            (Some(a), Some(b)) if b.phase() < a.phase() => o.next(),
-            (Some(_), _) => g.next(),
-            (None, _) => o.next(),
-        })
+        merge(self.global.iter(), self.own.iter())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,10 +66,31 @@ impl Chain {
     }
 
     /// Runs every request hook before the upstream; `Some(response)` when a plugin answered.
+    ///
+    /// Once an auth plugin has found a consumer with plugin settings of its own, the phases
+    /// after auth run the consumer's plugins in place of the route's plugins of the same name.
     pub async fn run_request(&self, cx: &mut Ctx, req: &mut request::Parts) -> Option<Response<Body>> {
-        for p in self.in_order().take_while(|p| p.phase() < Phase::Upstream) {
+        for p in self.in_order().take_while(|p| p.phase() <= Phase::Auth) {
             if let Flow::Respond(resp) = p.on_request(cx, req).await {
                 return Some(resp);
+            }
+        }
+        let before_upstream = |p: &&Instance| p.phase() > Phase::Auth && p.phase() < Phase::Upstream;
+        match consumer_plugins(cx) {
+            None => {
+                for p in self.in_order().filter(before_upstream) {
+                    if let Flow::Respond(resp) = p.on_request(cx, req).await {
+                        return Some(resp);
+                    }
+                }
+            }
+            Some(own) => {
+                let route = self.in_order().filter(|p| !own.iter().any(|o| o.name() == p.name()));
+                for p in merge(route, own.iter()).filter(before_upstream) {
+                    if let Flow::Respond(resp) = p.on_request(cx, req).await {
+                        return Some(resp);
+                    }
+                }
             }
         }
         None
@@ -76,9 +98,18 @@ impl Chain {
 
     /// Runs every response hook on a response about to go to the client.
     pub fn run_response(&self, cx: &mut Ctx, resp: &mut response::Parts) {
-        if self.has_response_hooks {
-            for p in self.in_order().filter(|p| p.has_response_hook()) {
-                p.on_response(cx, resp);
+        match consumer_plugins(cx).filter(|own| own.iter().any(Instance::has_response_hook)) {
+            None if self.has_response_hooks => {
+                for p in self.in_order().filter(|p| p.has_response_hook()) {
+                    p.on_response(cx, resp);
+                }
+            }
+            None => {}
+            Some(own) => {
+                let route = self.in_order().filter(|p| !own.iter().any(|o| o.name() == p.name()));
+                for p in merge(route, own.iter()).filter(|p| p.has_response_hook()) {
+                    p.on_response(cx, resp);
+                }
             }
         }
     }
@@ -86,4 +117,25 @@ impl Chain {
     pub fn has_response_hooks(&self) -> bool {
         self.has_response_hooks
     }
+}
+
+/// The authenticated consumer's own plugins, when it has any.
+fn consumer_plugins(cx: &Ctx) -> Option<Compiled> {
+    cx.consumer
+        .as_ref()
+        .filter(|c| !c.plugins.is_empty())
+        .map(|c| c.plugins.clone())
+}
+
+/// Two phase-sorted plugin lists merged by phase, `a`'s first within a phase.
+fn merge<'a>(
+    a: impl Iterator<Item = &'a Instance>,
+    b: impl Iterator<Item = &'a Instance>,
+) -> impl Iterator<Item = &'a Instance> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.phase() < x.phase() => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }

@@ -1,6 +1,7 @@
 //! What the gateway knows about one request while it runs: filled by the proxy, read and
 //! extended by plugins.
 
+use crate::consumers::Consumer;
 use http::HeaderValue;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,11 +21,32 @@ pub struct Ctx {
     pub route_id: Arc<str>,
     /// A Host header for the upstream request chosen by a plugin (overrides `pass_host`).
     pub upstream_host: Option<HeaderValue>,
-    /// The authenticated consumer's username, once an auth plugin has run.
-    pub consumer: Option<Arc<str>>,
+    /// The authenticated consumer, once an auth plugin has run: its username and groups for
+    /// the upstream's `X-Consumer-*` headers and the log, and its own plugin settings.
+    pub consumer: Option<Arc<Consumer>>,
+    /// The most request-body bytes the upstream may be sent (request-size-limit); the proxy
+    /// wraps a body of unknown length to enforce it.
+    pub body_limit: Option<u64>,
+    /// The request's `Origin` when cors allowed it, for the response's `Access-Control-*`.
+    pub cors_origin: Option<HeaderValue>,
 }
 
 impl Ctx {
+    /// A context for a request from `client_ip` on route `route_id`, nothing else known yet.
+    pub fn new(request_id: HeaderValue, client_ip: IpAddr, route_id: Arc<str>) -> Self {
+        Self {
+            request_id,
+            client_ip,
+            scheme: "http",
+            host: None,
+            route_id,
+            upstream_host: None,
+            consumer: None,
+            body_limit: None,
+            cors_origin: None,
+        }
+    }
+
     /// The request's host name without the port (`[::1]` stays bracketed).
     pub fn host_name(&self) -> Option<&str> {
         self.host.as_ref().and_then(|h| h.to_str().ok()).map(strip_port)

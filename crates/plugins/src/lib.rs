@@ -6,19 +6,29 @@
 
 pub mod body;
 pub mod chain;
+pub mod consumers;
 pub mod ctx;
 pub mod headers;
 pub mod phase;
 pub mod plugin;
 pub mod reply;
 
+mod acl;
+mod basic_auth;
+mod cors;
+mod ip_restriction;
+mod jwks;
+mod jwt_auth;
+mod key_auth;
 mod mock;
 mod redirect;
+mod request_size_limit;
 mod request_transformer;
 mod response_transformer;
 
 pub use body::Body;
 pub use chain::{Chain, compile_chain};
+pub use consumers::{Consumer, Consumers};
 pub use ctx::Ctx;
 pub use phase::Phase;
-pub use plugin::{Flow, Instance, Plugin};
+pub use plugin::{BuildEnv, Flow, Instance, Plugin};

@@ -4,11 +4,15 @@
 //! each hook is a direct call and an async hook costs no boxed future.
 
 use crate::body::Body;
+use crate::consumers::Consumers;
 use crate::ctx::Ctx;
 use crate::phase::Phase;
+use crate::{acl::Acl, cors::Cors, ip_restriction::IpRestriction, request_size_limit::RequestSizeLimit};
+use crate::{basic_auth::BasicAuth, jwt_auth::JwtAuth, key_auth::KeyAuth};
 use crate::{mock::Mock, redirect::Redirect};
 use crate::{request_transformer::RequestTransformer, response_transformer::ResponseTransformer};
 use http::{Response, request, response};
+use std::sync::Arc;
 
 /// What a request hook decided.
 #[derive(Debug)]
@@ -45,6 +49,13 @@ pub trait Plugin {
 /// A compiled instance of a built-in plugin.
 #[derive(Debug)]
 pub enum Instance {
+    IpRestriction(IpRestriction),
+    Cors(Cors),
+    KeyAuth(KeyAuth),
+    BasicAuth(BasicAuth),
+    JwtAuth(JwtAuth),
+    Acl(Acl),
+    RequestSizeLimit(RequestSizeLimit),
     Mock(Mock),
     Redirect(Redirect),
     RequestTransformer(RequestTransformer),
@@ -55,6 +66,13 @@ pub enum Instance {
 macro_rules! dispatch {
     ($self:expr, $p:ident => $call:expr) => {
         match $self {
+            Instance::IpRestriction($p) => $call,
+            Instance::Cors($p) => $call,
+            Instance::KeyAuth($p) => $call,
+            Instance::BasicAuth($p) => $call,
+            Instance::JwtAuth($p) => $call,
+            Instance::Acl($p) => $call,
+            Instance::RequestSizeLimit($p) => $call,
             Instance::Mock($p) => $call,
             Instance::Redirect($p) => $call,
             Instance::RequestTransformer($p) => $call,
@@ -64,6 +82,23 @@ macro_rules! dispatch {
 }
 
 impl Instance {
+    /// The plugin's name as the config writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Instance::IpRestriction(_) => "ip-restriction",
+            Instance::Cors(_) => "cors",
+            Instance::KeyAuth(_) => "key-auth",
+            Instance::BasicAuth(_) => "basic-auth",
+            Instance::JwtAuth(_) => "jwt-auth",
+            Instance::Acl(_) => "acl",
+            Instance::RequestSizeLimit(_) => "request-size-limit",
+            Instance::Mock(_) => "mock",
+            Instance::Redirect(_) => "redirect",
+            Instance::RequestTransformer(_) => "request-transformer",
+            Instance::ResponseTransformer(_) => "response-transformer",
+        }
+    }
+
     pub fn phase(&self) -> Phase {
         dispatch!(self, p => p.phase())
     }
@@ -82,25 +117,38 @@ impl Instance {
 }
 
 /// Plugins named by the spec whose implementation has not landed: refused, never ignored.
-const NOT_BUILT: [&str; 13] = [
-    "ip-restriction",
-    "cors",
-    "key-auth",
-    "basic-auth",
-    "jwt-auth",
-    "acl",
+const NOT_BUILT: [&str; 6] = [
     "rate-limit",
     "limit-conn",
-    "request-size-limit",
     "traffic-split",
     "proxy-cache",
     "compression",
     "grpc-transcode",
 ];
 
+/// What a plugin may need from the rest of the config when it is built.
+#[derive(Debug, Clone, Default)]
+pub struct BuildEnv {
+    /// Every consumer's credentials, for the auth plugins.
+    pub consumers: Arc<Consumers>,
+}
+
 /// Builds one plugin from its YAML config. Errors are messages relative to the plugin's location.
-pub fn build(name: &str, config: &serde_yaml::Value) -> Result<Instance, Vec<(String, String)>> {
+pub fn build(name: &str, config: &serde_yaml::Value, env: &BuildEnv) -> Result<Instance, Vec<(String, String)>> {
     match name {
+        "ip-restriction" => {
+            typed(config).and_then(|c| IpRestriction::build(c).map(Instance::IpRestriction).map_err(at_root))
+        }
+        "cors" => typed(config).and_then(|c| Cors::build(c).map(Instance::Cors).map_err(at_root)),
+        "key-auth" => typed(config).and_then(|c| KeyAuth::build(c, env).map(Instance::KeyAuth).map_err(at_root)),
+        "basic-auth" => typed(config).and_then(|c| BasicAuth::build(c, env).map(Instance::BasicAuth).map_err(at_root)),
+        "jwt-auth" => typed(config).and_then(|c| JwtAuth::build(c, env).map(Instance::JwtAuth).map_err(at_root)),
+        "acl" => typed(config).and_then(|c| Acl::build(c).map(Instance::Acl).map_err(at_root)),
+        "request-size-limit" => typed(config).and_then(|c| {
+            RequestSizeLimit::build(c)
+                .map(Instance::RequestSizeLimit)
+                .map_err(at_root)
+        }),
         "mock" => typed(config).and_then(|c| Mock::build(c).map(Instance::Mock).map_err(at_root)),
         "redirect" => typed(config).and_then(|c| Redirect::build(c).map(Instance::Redirect).map_err(at_root)),
         "request-transformer" => typed(config).and_then(|c| {
@@ -118,12 +166,24 @@ pub fn build(name: &str, config: &serde_yaml::Value) -> Result<Instance, Vec<(St
     }
 }
 
-fn at_root(message: String) -> Vec<(String, String)> {
-    vec![(String::new(), message)]
+/// A build error; a message written `field: what` (or `field[2]: what`) is located at that field.
+pub(crate) fn at_root(message: String) -> Vec<(String, String)> {
+    let field = message.split_once(": ").map(|(f, _)| f).filter(|f| {
+        !f.is_empty()
+            && f.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_[]".contains(&b))
+    });
+    match field {
+        Some(f) => {
+            let rest = message[f.len() + 2..].to_owned();
+            vec![(f.to_owned(), rest)]
+        }
+        None => vec![(String::new(), message)],
+    }
 }
 
 /// Deserializes a plugin's typed config; an empty YAML value means "all defaults".
-fn typed<T: serde::de::DeserializeOwned>(config: &serde_yaml::Value) -> Result<T, Vec<(String, String)>> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(config: &serde_yaml::Value) -> Result<T, Vec<(String, String)>> {
     let value = if config.is_null() {
         serde_yaml::Value::Mapping(Default::default())
     } else {

@@ -17,6 +17,15 @@ pub fn error(status: StatusCode, message: &str, request_id: &HeaderValue) -> Res
     resp
 }
 
+/// The 413 for a request body over its limit. The connection closes: the rest of the body is
+/// still on the wire and cannot be trusted to end where a next request begins.
+pub fn too_large(request_id: &HeaderValue) -> Response<Body> {
+    let mut resp = error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large", request_id);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,6 +110,15 @@ pub fn request_headers(headers: &mut HeaderMap, cx: &Ctx, client_ip: &HeaderValu
             headers.remove(n);
         }
     }
+    if let Some(c) = &cx.consumer {
+        let [username, groups] = &CONSUMER_HEADERS;
+        if let Some(v) = &c.username_header {
+            headers.insert(username.clone(), v.clone());
+        }
+        if let Some(v) = &c.groups_header {
+            headers.insert(groups.clone(), v.clone());
+        }
+    }
 
     append_forwarded_for(headers, client_ip);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(cx.scheme));

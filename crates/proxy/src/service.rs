@@ -9,8 +9,9 @@ use crate::logged_body::{LoggedBody, Pending};
 use crate::worker::Worker;
 use crate::{framing, path};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
+use http_body::Body as _;
 use hyper::body::Incoming;
-use portico_plugins::{Body, Ctx, ctx::strip_port};
+use portico_plugins::{Body, Ctx, ctx::strip_port, reply};
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
@@ -90,6 +91,8 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         route_id: route.id.clone(),
         upstream_host: None,
         consumer: None,
+        body_limit: None,
+        cors_origin: None,
     };
     let (mut parts, body) = req.into_parts();
     if let Some(uri) = new_uri {
@@ -99,17 +102,22 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     let resp = match route.chain.run_request(&mut cx, &mut parts).await {
         Some(answer) => answer,
         None => match &route.upstream {
-            Some(up) => dispatch::call(
-                &w.pool,
-                up,
-                &cx,
-                &peer.ip_header,
-                parts,
-                Body::Incoming(body),
-                &mut info,
-            )
-            .await
-            .unwrap_or_else(|e| e.into_response(&request_id)),
+            Some(up) => {
+                // request-size-limit on a body of unknown length: count it as it streams.
+                let (body, limit) = match cx.body_limit {
+                    Some(max) if !body.is_end_stream() => {
+                        let (b, flag) = Body::limited(body, max);
+                        (b, Some(flag))
+                    }
+                    _ => (Body::Incoming(body), None),
+                };
+                dispatch::call(&w.pool, up, &cx, &peer.ip_header, parts, body, &mut info)
+                    .await
+                    .unwrap_or_else(|e| match limit {
+                        Some(flag) if flag.exceeded() => reply::too_large(&request_id),
+                        _ => e.into_response(&request_id),
+                    })
+            }
             None => ProxyError::NoUpstream.into_response(&request_id),
         },
     };
@@ -119,7 +127,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     if let Some(p) = pending.as_mut() {
         let r = &mut p.record;
         r.route_id = Some(route.id.clone());
-        r.consumer = cx.consumer.clone();
+        r.consumer = cx.consumer.as_ref().map(|c| c.username.clone());
         r.upstream_addr = info.addr;
         r.upstream_status = info.status;
         r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);

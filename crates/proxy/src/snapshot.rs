@@ -5,14 +5,11 @@
 
 use http::{HeaderName, HeaderValue, Method};
 use portico_config::{Config, ConfigErrors, UpstreamRef, error::join};
-use portico_plugins::{Chain, chain::compile_plugins, compile_chain};
+use portico_plugins::{BuildEnv, Chain, chain::compile_plugins, compile_chain, consumers};
 use portico_router::{RouteDef, Router};
 use portico_upstream::Upstream;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Auth plugins that consumers may hold credentials for.
-const AUTH_PLUGINS: [&str; 3] = ["key-auth", "basic-auth", "jwt-auth"];
 
 /// What a matched route needs at request time.
 #[derive(Debug)]
@@ -41,23 +38,12 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
         }
     }
 
-    for (i, c) in config.consumers.iter().enumerate() {
-        let at = format!("consumers[{i}]");
-        for name in c.credentials.keys() {
-            let at = join(&join(&at, "credentials"), name);
-            if AUTH_PLUGINS.contains(&name.as_str()) {
-                errors.push(at, format!("not supported yet: the {name} plugin is not built"));
-            } else {
-                errors.push(
-                    at,
-                    format!("{name:?} is not an auth plugin; use one of {}", AUTH_PLUGINS.join(", ")),
-                );
-            }
-        }
-        compile_plugins(&c.plugins, &join(&at, "plugins"), &mut errors);
-    }
+    // Consumers first: the auth plugins of every chain look credentials up in them.
+    let env = BuildEnv {
+        consumers: consumers::compile(&config.consumers, &mut errors),
+    };
 
-    let global = compile_plugins(&config.global_plugins, "global_plugins", &mut errors);
+    let global = compile_plugins(&config.global_plugins, "global_plugins", &mut errors, &env);
 
     let mut table = Vec::with_capacity(config.routes.len());
     for (i, r) in config.routes.iter().enumerate() {
@@ -67,7 +53,7 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
             Some(UpstreamRef::Id(id)) => upstreams.get(id.as_str()).cloned(),
             Some(UpstreamRef::Inline(u)) => Upstream::compile(u, &r.id, &join(&at, "upstream"), &mut errors),
         };
-        let chain = compile_chain(&global, &r.plugins, &join(&at, "plugins"), &mut errors);
+        let chain = compile_chain(&global, &r.plugins, &join(&at, "plugins"), &mut errors, &env);
         let def = RouteDef {
             hosts: r.hosts.clone(),
             paths: r.paths.clone(),
