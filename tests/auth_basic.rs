@@ -1,6 +1,8 @@
 //! basic-auth through the real binary: plain, bcrypt and argon2 passwords, the challenge on
 //! every 401, hidden credentials, and hashing that never stalls other requests.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use argon2::password_hash::{PasswordHasher, SaltString};

@@ -1,6 +1,8 @@
 //! jwt-auth through the real binary: the published vectors as they are, the classic attacks,
 //! where tokens come from, and keys from a JWKS endpoint.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use base64::Engine;

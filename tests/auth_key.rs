@@ -1,6 +1,8 @@
 //! key-auth through the real binary: header and query keys, every rejection, hidden
 //! credentials, and the identity headers the upstream receives.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use support::{Client, Gateway, Upstream};

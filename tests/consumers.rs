@@ -1,6 +1,8 @@
 //! Consumers through the real binary: credential uniqueness, per-consumer plugin settings,
 //! and secrets kept out of every log.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use support::{Client, Gateway, Upstream, validate};
