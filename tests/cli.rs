@@ -169,31 +169,18 @@ gateway:
   redis: { url: "redis://127.0.0.1:6379" }
   config_store: { type: etcd, endpoints: ["http://127.0.0.1:2379"], prefix: /portico }
 upstreams:
-  - id: hashed
-    nodes: [{ address: "127.0.0.1:19001" }]
-    balancer: consistent_hash
-    hash_on: ip
-  - id: ewma
-    nodes: [{ address: "127.0.0.1:19001" }]
-    balancer: ewma
-  - id: checked
-    nodes: [{ address: "127.0.0.1:19001" }]
-    health_check: { active: { path: /healthz } }
   - id: tls
     nodes: [{ address: "127.0.0.1:19443" }]
     scheme: https
 routes:
-  - { id: a, paths: [/a], upstream: hashed }
+  - { id: a, paths: [/a], upstream: tls }
 "#,
     );
     assert_eq!(code, 1, "{out}");
     for location in [
         "gateway.listeners[1].tls",
         "gateway.admin",
-        "upstreams[0].balancer",
-        "upstreams[1].balancer",
-        "upstreams[2].health_check",
-        "upstreams[3].scheme",
+        "upstreams[0].scheme",
         "gateway.redis",
         "gateway.config_store",
     ] {
@@ -376,4 +363,31 @@ fn run_reads_portico_yaml_by_default() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success());
     assert!(err.contains("default-file-marker"), "it read ./portico.yaml: {err}");
+}
+
+#[test]
+fn balancer_and_health_check_settings_are_checked() {
+    let (code, out) = validate(
+        r#"
+gateway:
+  listeners: [{ address: "127.0.0.1:18080" }]
+upstreams:
+  - id: hashed
+    nodes: [{ address: "127.0.0.1:19001" }]
+    balancer: consistent_hash
+    hash_on: body:x
+  - id: checked
+    nodes: [{ address: "127.0.0.1:19001" }]
+    health_check: { active: { path: healthz, intervall: 2s } }
+  - id: passive
+    nodes: [{ address: "127.0.0.1:19001" }]
+    health_check: { passive: { failures: 0 } }
+routes:
+  - { id: a, paths: [/a], upstream: hashed }
+"#,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_error_at(&out, "upstreams[0].hash_on", "header:NAME");
+    assert_error_at(&out, "upstreams[1].health_check.active.intervall", "unknown field");
+    assert_error_at(&out, "upstreams[2].health_check.passive.failures", "at least 1");
 }

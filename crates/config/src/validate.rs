@@ -147,9 +147,6 @@ fn upstream(u: &Upstream, at: &str, errors: &mut ConfigErrors) {
     if !u.nodes.is_empty() && u.nodes.iter().all(|n| n.weight == 0) {
         errors.push(join(at, "nodes"), "every node has weight 0: nothing could be served");
     }
-    if u.balancer != Balancer::RoundRobin {
-        errors.push(join(at, "balancer"), "not supported yet: only round_robin is built");
-    }
     if u.hash_on.is_some() && u.balancer != Balancer::ConsistentHash {
         errors.push(join(at, "hash_on"), "only applies to balancer: consistent_hash");
     }
@@ -176,12 +173,6 @@ fn upstream(u: &Upstream, at: &str, errors: &mut ConfigErrors) {
         if d.0.is_zero() {
             errors.push(format!("{at}.timeout.{name}"), "must be more than 0");
         }
-    }
-    if u.health_check.is_some() {
-        errors.push(
-            join(at, "health_check"),
-            "not supported yet: health checks are not built",
-        );
     }
 }
 
@@ -264,7 +255,7 @@ routes:
 gateway: { listeners: [{ address: "nope" }], workers: 0, admin: { address: "127.0.0.1:9180", api_key: k } }
 upstreams:
   - { id: u, nodes: [{ address: "127.0.0.1" }], pass_host: rewrite }
-  - { id: u, nodes: [{ address: "h:1" }], balancer: ewma }
+  - { id: u, nodes: [{ address: "h:1" }], scheme: grpc }
 routes:
   - { id: r, paths: [/a], methods: [FETCH] }
   - { id: r, paths: [/b], hosts: ["*"], upstream: u }
@@ -278,7 +269,7 @@ routes:
             "upstreams[0].nodes[0].address: invalid address",
             "upstreams[0].upstream_host: required by pass_host: rewrite",
             "upstreams[1].id: duplicate upstream id",
-            "upstreams[1].balancer: not supported yet",
+            "upstreams[1].scheme: not supported yet",
             "routes[0].methods[0]: unknown method",
             "routes[0].upstream: missing",
             "routes[1].id: duplicate route id",

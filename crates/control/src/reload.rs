@@ -16,9 +16,9 @@ pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors>
         Err(compile_errors) => {
             // On a config that already failed validation, compiling also trips over what
             // validation reported (an unknown upstream, say); keep only what validation
-            // cannot see: the plugins' settings, consumers' credentials and path patterns.
+            // cannot see: plugins, credentials, path patterns, hash keys and health checks.
             errors.0.extend(compile_errors.0.into_iter().filter(|e| {
-                ["plugins", ".credentials", ".paths["]
+                ["plugins", ".credentials", ".paths[", ".hash_on", ".health_check"]
                     .iter()
                     .any(|p| e.location.contains(p))
             }));

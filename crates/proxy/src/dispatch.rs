@@ -14,7 +14,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, req
 use http_body::Body as _;
 use hyper::upgrade::OnUpgrade;
 use portico_plugins::{Body, Ctx};
-use portico_upstream::Upstream;
+use portico_upstream::{InFlight, Upstream, now_us};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,14 @@ pub async fn call(
     } else {
         None
     };
+    // The consistent-hash key is read from the request as the client sent it.
+    let hash_key: Vec<u8> = if up.hashes() {
+        let consumer = cx.consumer.as_deref().map(|c| &*c.username);
+        let key = up.hash_on.key(&parts, client_ip.as_bytes(), consumer);
+        key.map_or_else(|| client_ip.as_bytes().to_vec(), |k| k.into_owned())
+    } else {
+        Vec::new()
+    };
     forward::request_headers(&mut parts.headers, cx, client_ip, upgrade);
     let uri = origin_form(&parts.uri);
     let retry_on_status = !upgrade && idempotent(&parts.method) && body.is_end_stream();
@@ -60,9 +68,14 @@ pub async fn call(
     let mut tried = Tried::default();
     let mut last_err = ProxyError::NoHealthyNode;
     for attempt in 1..=attempts {
-        let Some(idx) = up.pick(tried.as_slice()) else { break };
+        let Some(idx) = up.pick(&hash_key, tried.as_slice()) else {
+            break;
+        };
         tried.push(idx);
         let node = &up.nodes[idx];
+        // In flight from here until the response head (least_connections and ewma read it).
+        let _in_flight = InFlight::new(&node.state);
+        let sent_at = Instant::now();
         info.addr = Some(node.address.clone());
         forward::upstream_host(&mut parts.headers, cx, up, node);
         let may_retry = attempt < attempts && tried.len < up.nodes.len();
@@ -85,6 +98,7 @@ pub async fn call(
                 None => match pool.connect(key, up.connect_timeout).await {
                     Ok(s) => s,
                     Err(e) => {
+                        up.report(idx, None);
                         // Nothing was sent: hand the request back for the next node.
                         let (p, b) = req.into_parts();
                         parts.headers = p.headers;
@@ -105,11 +119,15 @@ pub async fn call(
                 Err(mut e) => match e.take_message() {
                     // A pooled connection closed under us before the request left: open a new one.
                     Some(unsent) if !fresh => req = unsent,
-                    _ if timed_io::is_timeout(e.error()) => return Err(ProxyError::UpstreamTimeout),
+                    _ if timed_io::is_timeout(e.error()) => {
+                        up.report(idx, None);
+                        return Err(ProxyError::UpstreamTimeout);
+                    }
                     _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
                     None if !fresh && retry_on_status => req = build(&mut parts, &uri, Body::Empty, may_retry),
                     _ => {
                         tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");
+                        up.report(idx, None);
                         return Err(ProxyError::UpstreamFailed);
                     }
                 },
@@ -118,6 +136,8 @@ pub async fn call(
         let Some(resp) = resp else { continue };
 
         let status = resp.status();
+        up.report(idx, Some(status.as_u16()));
+        node.state.observe_latency(sent_at.elapsed(), now_us());
         info.status = Some(status.as_u16());
         info.duration = Some(start.elapsed());
         if retry_on_status && may_retry && matches!(status.as_u16(), 502..=504) {

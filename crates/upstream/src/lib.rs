@@ -1,9 +1,18 @@
-//! Portico's upstreams: the resolved nodes of one service and how a request picks among them.
+//! Portico's upstreams: the resolved nodes of one service, how a request picks among them,
+//! and what the gateway knows of each node's health.
 //!
-//! Compiled by the control plane from the config; the data plane only calls [`Upstream::pick`].
+//! Compiled by the control plane from the config; the data plane calls [`Upstream::pick`]
+//! and reports each outcome back with [`Upstream::report`].
 
+mod balancer;
+mod hash_on;
+mod health;
 mod round_robin;
+mod state;
 mod upstream;
 
+pub use hash_on::HashOn;
+pub use health::HealthCheck;
 pub use round_robin::RoundRobin;
+pub use state::{InFlight, NodeState, Outcome, now_us};
 pub use upstream::{Node, Upstream};

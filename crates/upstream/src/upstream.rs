@@ -1,6 +1,10 @@
-//! One compiled upstream: resolved nodes, host handling, timeouts, retries, and its balancer.
+//! One compiled upstream: resolved nodes, host handling, timeouts, retries, its balancer and
+//! health checks.
 
-use crate::round_robin::RoundRobin;
+use crate::balancer::Balancer;
+use crate::hash_on::HashOn;
+use crate::health::{self, HealthCheck, Passive, Probed};
+use crate::state::{NodeState, Outcome};
 use http::HeaderValue;
 use portico_config::{ConfigErrors, PassHost, error::join};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,6 +21,8 @@ pub struct Node {
     /// The Host header sent with `pass_host: node`.
     pub host_header: HeaderValue,
     pub weight: u32,
+    /// In-flight count, latency and health: shared by workers, kept across reloads.
+    pub state: Arc<NodeState>,
 }
 
 /// A compiled upstream, shared by every route that names it.
@@ -32,7 +38,12 @@ pub struct Upstream {
     pub read_timeout: Duration,
     /// How many other nodes a request may try after the first.
     pub retries: u32,
-    balancer: RoundRobin,
+    /// What `consistent_hash` hashes (default: the client address).
+    pub hash_on: HashOn,
+    balancer: Balancer,
+    passive: Option<Passive>,
+    /// Keeps the active checker running while this upstream is in a live snapshot.
+    _probed: Option<Arc<Probed>>,
 }
 
 impl Upstream {
@@ -57,11 +68,13 @@ impl Upstream {
                 errors.push(at, "not usable as a Host header");
                 continue;
             };
+            let state = NodeState::shared(id, &n.address);
             nodes.push(Node {
                 address: n.address.as_str().into(),
                 addr,
                 host_header,
                 weight: n.weight,
+                state,
             });
         }
         let upstream_host = match cfg.upstream_host.as_deref().map(HeaderValue::from_str) {
@@ -71,14 +84,43 @@ impl Upstream {
             }
             other => other.and_then(Result::ok),
         };
+        let hash_on = match cfg.hash_on.as_deref().map(str::parse::<HashOn>) {
+            None => Some(HashOn::Ip),
+            Some(Ok(h)) => Some(h),
+            Some(Err(msg)) => {
+                errors.push(join(location, "hash_on"), msg);
+                None
+            }
+        };
+        let health = health_check(cfg.health_check.as_ref(), &join(location, "health_check"), errors);
+        let (Some(hash_on), Some(health)) = (hash_on, health) else {
+            return None;
+        };
         if nodes.len() != cfg.nodes.len() {
             return None;
         }
-        let weights: Vec<u32> = nodes.iter().map(|n| n.weight).collect();
+        let weighted: Vec<(SocketAddr, u32)> = nodes.iter().map(|n| (n.addr, n.weight)).collect();
         let default_retries = nodes.len().saturating_sub(1) as u32;
+        let upstream_id: Arc<str> = id.into();
+        let probed = health.active.map(|active| {
+            let nodes = nodes
+                .iter()
+                .map(|n| (n.address.clone(), n.addr, n.state.clone()))
+                .collect();
+            let probed = Arc::new(Probed {
+                upstream: upstream_id.clone(),
+                nodes,
+                active,
+            });
+            health::spawn_checker(&probed);
+            probed
+        });
         Some(Arc::new(Upstream {
-            id: id.into(),
-            balancer: RoundRobin::new(&weights),
+            id: upstream_id,
+            balancer: Balancer::new(cfg.balancer, &weighted),
+            hash_on,
+            passive: health.passive,
+            _probed: probed,
             nodes: nodes.into(),
             pass_host: cfg.pass_host,
             upstream_host,
@@ -89,13 +131,75 @@ impl Upstream {
         }))
     }
 
-    /// Picks a node that `tried` does not hold yet; `None` when no node is left.
-    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+    /// Picks a healthy node that `tried` does not hold yet and claims it (a half-open circuit
+    /// lets one request through); `None` when no node is left. `hash` is the consistent-hash key.
+    pub fn pick(&self, hash: &[u8], tried: &[usize]) -> Option<usize> {
+        let now = crate::state::now_us();
         if self.nodes.len() == 1 {
-            return tried.is_empty().then_some(0);
+            return (tried.is_empty() && self.nodes[0].state.admit(now)).then_some(0);
         }
-        self.balancer.next(|i| !tried.contains(&i))
+        // Nodes whose half-open circuit's one trial is taken; empty (no allocation) nearly always.
+        let mut skip: Vec<usize> = Vec::new();
+        loop {
+            let i = self
+                .balancer
+                .pick(&self.nodes, hash, now, |i| !tried.contains(&i) && !skip.contains(&i))?;
+            if self.nodes[i].state.admit(now) {
+                return Some(i);
+            }
+            // Its half-open circuit's one trial is taken: another node.
+            skip.push(i);
+        }
     }
+
+    /// Feeds what happened on node `i` to passive health (when configured): a connect failure
+    /// or timeout (`status: None`), or the response status.
+    pub fn report(&self, i: usize, status: Option<u16>) {
+        let Some(p) = &self.passive else { return };
+        let outcome = match status {
+            Some(s) if !p.unhealthy_statuses.contains(&s) => Outcome::Success,
+            _ => Outcome::Failure,
+        };
+        let node = &self.nodes[i];
+        if let Some(what) = node
+            .state
+            .report(outcome, p.failures, p.cooldown.0, crate::state::now_us())
+        {
+            tracing::warn!(target: "portico::health", upstream = %self.id, node = %node.address, "{what}");
+        }
+    }
+
+    /// Whether this upstream hashes requests onto nodes (so the proxy computes a key).
+    pub fn hashes(&self) -> bool {
+        matches!(self.balancer, Balancer::ConsistentHash(..))
+    }
+}
+
+/// Parses and checks `health_check`; `None` (with errors pushed) when it is invalid.
+fn health_check(value: Option<&serde_yaml::Value>, location: &str, errors: &mut ConfigErrors) -> Option<HealthCheck> {
+    let Some(value) = value else {
+        return Some(HealthCheck::default());
+    };
+    let parsed: HealthCheck = match serde_path_to_error::deserialize(value.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            let path = e.path().to_string();
+            errors.push(
+                if path == "." {
+                    location.to_owned()
+                } else {
+                    join(location, &path)
+                },
+                e.into_inner().to_string(),
+            );
+            return None;
+        }
+    };
+    let problems = parsed.check();
+    for (path, msg) in &problems {
+        errors.push(join(location, path), msg.clone());
+    }
+    problems.is_empty().then_some(parsed)
 }
 
 /// `IP:PORT` directly, or `NAME:PORT` through the system resolver (first address).
