@@ -243,3 +243,48 @@ async fn an_ejected_node_stays_ejected_across_a_reload() {
     }
     assert_eq!(bad.requests(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dying_under_load_fails_no_request() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    // Requests to `doomed` are held, so some are in flight on it when it dies.
+    let mut doomed = Upstream::builder("doomed").hold().start().await;
+    let gw = Gateway::with(
+        r#"
+upstreams:
+  - id: u
+    nodes: [{ address: "{{a}}" }, { address: "{{b}}" }, { address: "{{doomed}}" }]
+    retries: 2
+routes: [{ id: r, paths: ["/*"], upstream: u }]
+"#,
+    )
+    .var("a", &a.address())
+    .var("b", &b.address())
+    .var("doomed", &doomed.address())
+    .start()
+    .await;
+    let url = gw.url("/load");
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = Client::strict();
+                let mut statuses = Vec::new();
+                for _ in 0..150 {
+                    statuses.push(client.get(&url).send().await.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    eventually("requests in flight on the doomed node", DEADLINE, || {
+        (doomed.requests() >= 3).then_some(())
+    })
+    .await;
+    doomed.stop().await;
+    for l in load {
+        let statuses = l.await.unwrap();
+        assert!(statuses.iter().all(|&s| s == 200), "a client saw {statuses:?}");
+    }
+    assert!(a.requests() > 0 && b.requests() > 0);
+}

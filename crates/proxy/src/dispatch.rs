@@ -116,21 +116,35 @@ pub async fn call(
                     }
                     break Some(resp);
                 }
-                Err(mut e) => match e.take_message() {
-                    // A pooled connection closed under us before the request left: open a new one.
-                    Some(unsent) if !fresh => req = unsent,
-                    _ if timed_io::is_timeout(e.error()) => {
-                        up.report(idx, None);
-                        return Err(ProxyError::UpstreamTimeout);
+                Err(mut e) => {
+                    let timed_out = timed_io::is_timeout(e.error());
+                    match e.take_message() {
+                        // A pooled connection closed under us before the request left: open a new one.
+                        Some(unsent) if !fresh => req = unsent,
+                        _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
+                        // A pooled connection the upstream had just closed: replay on a new one.
+                        None if !fresh && !timed_out && retry_on_status => {
+                            req = build(&mut parts, &uri, Body::Empty, may_retry);
+                        }
+                        _ => {
+                            tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");
+                            up.report(idx, None);
+                            let err = if timed_out {
+                                ProxyError::UpstreamTimeout
+                            } else {
+                                ProxyError::UpstreamFailed
+                            };
+                            if retry_on_status && may_retry {
+                                // Idempotent, no body, no response yet: another node may answer
+                                // (as nginx's default `proxy_next_upstream error timeout`).
+                                last_err = err;
+                                body = Some(Body::Empty);
+                                break None;
+                            }
+                            return Err(err);
+                        }
                     }
-                    _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
-                    None if !fresh && retry_on_status => req = build(&mut parts, &uri, Body::Empty, may_retry),
-                    _ => {
-                        tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");
-                        up.report(idx, None);
-                        return Err(ProxyError::UpstreamFailed);
-                    }
-                },
+                }
             }
         };
         let Some(resp) = resp else { continue };
