@@ -4,17 +4,19 @@
 //! key and algorithm verify it; with `jwks_uri`, the token's `kid` names a key of the JWKS.
 //! Either way the algorithm comes from the gateway's side (the credential, the JWK), never from
 //! the token: `alg: none` and HS256-signed-with-the-RSA-public-key are refused before any
-//! signature check. Signatures, `exp`, `nbf`, `aud` and `iss` are checked by `jsonwebtoken`.
+//! signature check. Signatures are verified by `jsonwebtoken`; the token is decoded once
+//! (`jwt_token`) and its `exp`, `nbf`, `aud`, `iss` checked after the signature holds.
 
 use crate::consumers::Consumer;
 use crate::ctx::Ctx;
 use crate::jwks::{self, Jwks};
+use crate::jwt_token::{Checks, Token};
 use crate::phase::Phase;
 use crate::plugin::{BuildEnv, Flow, Plugin};
 use crate::reply;
 use http::{HeaderName, HeaderValue, StatusCode, header, request};
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use portico_config::Duration;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -218,26 +220,29 @@ pub struct JwtAuth {
     bearer: bool,
     cookie: Option<String>,
     key_claim: String,
-    /// One validation per algorithm, made once: each allows exactly its own algorithm.
-    validations: Vec<(Algorithm, Validation)>,
+    checks: Checks,
     keys: Keys,
     hide: bool,
 }
 
-const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+/// The name a JWS header writes for `alg` (RFC 7518), compared byte for byte.
+fn alg_name(alg: Algorithm) -> Option<&'static str> {
+    Some(match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+        _ => return None,
+    })
+}
 
 impl JwtAuth {
     pub fn build(c: JwtAuthConfig, env: &BuildEnv) -> Result<Self, String> {
@@ -259,29 +264,13 @@ impl JwtAuth {
                 other => return Err(format!("claims_to_verify[{i}]: {other:?}; use exp or nbf")),
             }
         }
-        let audience = c.audience.map(OneOrMany::into_vec);
-        let issuer = c.issuer.map(OneOrMany::into_vec);
-        let leeway = c.leeway.map_or(0, |d| d.get().as_secs());
-        let validations = ALGORITHMS
-            .iter()
-            .map(|&alg| {
-                let mut v = Validation::new(alg);
-                v.leeway = leeway;
-                v.validate_exp = exp;
-                v.validate_nbf = nbf;
-                v.required_spec_claims.clear();
-                v.validate_aud = audience.is_some();
-                if let Some(a) = &audience {
-                    v.set_audience(a);
-                    v.required_spec_claims.insert("aud".into());
-                }
-                if let Some(i) = &issuer {
-                    v.set_issuer(i);
-                    v.required_spec_claims.insert("iss".into());
-                }
-                (alg, v)
-            })
-            .collect();
+        let checks = Checks {
+            exp,
+            nbf,
+            leeway: c.leeway.map_or(0.0, |d| d.get().as_secs_f64()),
+            audience: c.audience.map(OneOrMany::into_vec),
+            issuer: c.issuer.map(OneOrMany::into_vec),
+        };
         let keys = match c.jwks_uri {
             Some(uri) => Keys::Jwks(Jwks::start(&uri)?),
             None => Keys::Consumers(env.clone()),
@@ -292,7 +281,7 @@ impl JwtAuth {
             bearer,
             cookie: c.cookie,
             key_claim: c.key_claim,
-            validations,
+            checks,
             keys,
             hide: c.hide_credentials,
         })
@@ -321,57 +310,45 @@ impl JwtAuth {
             })
     }
 
-    fn validation(&self, alg: Algorithm) -> Option<&Validation> {
-        self.validations.iter().find(|(a, _)| *a == alg).map(|(_, v)| v)
-    }
-
     /// The consumer a token proves, or why not.
     fn verify(&self, token: &str) -> Result<Arc<Consumer>, &'static str> {
         if token.len() > MAX_TOKEN {
             return Err("token too large");
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "invalid token")?;
-        let claims: serde_json::Map<String, serde_json::Value> =
-            jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| "invalid token")?;
+        let t = Token::parse(token).ok_or("invalid token")?;
+        let claims = t.claims(&self.key_claim).ok_or("invalid token")?;
+        let jwks_keys;
         let (key, alg, consumer) = match &self.keys {
             Keys::Consumers(env) => {
-                let name = claims
-                    .get(&self.key_claim)
-                    .and_then(|v| v.as_str())
-                    .ok_or("token names no key")?;
+                let name = claims.key.as_deref().ok_or("token names no key")?;
                 let e = env.consumers.jwt_auth.by_key.get(name).ok_or("unknown key")?;
-                (e.key.clone(), e.alg, Some(e.consumer.clone()))
+                (&e.key, e.alg, Some(&e.consumer))
             }
             Keys::Jwks(jwks) => {
-                let set = jwks.keys();
-                let Some(k) = set.find(header.kid.as_deref()) else {
+                jwks_keys = jwks.keys();
+                let Some(k) = jwks_keys.find(t.kid.as_deref()) else {
                     jwks.request_refresh();
                     return Err("unknown key id");
                 };
-                (k.key.clone(), k.alg, None)
+                (&k.key, k.alg, None)
             }
         };
         // The gateway's algorithm, not the token's: checked before any signature work.
-        if header.alg != alg {
+        if Some(t.alg.as_str()) != alg_name(alg) {
             return Err("algorithm not allowed");
         }
-        let validation = self.validation(alg).ok_or("algorithm not allowed")?;
-        jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key, validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::ExpiredSignature => "token expired",
-                K::ImmatureSignature => "token not yet valid",
-                K::InvalidAudience => "invalid audience",
-                K::InvalidIssuer => "invalid issuer",
-                K::MissingRequiredClaim(_) => "token misses a required claim",
-                _ => "invalid token",
-            }
-        })?;
+        if !jsonwebtoken::crypto::verify(t.signature, t.message.as_bytes(), key, alg).unwrap_or(false) {
+            return Err("invalid token");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.checks.check(&claims, now)?;
         Ok(match consumer {
-            Some(c) => c,
+            Some(c) => c.clone(),
             // JWKS mode: the token's subject is the caller.
             None => {
-                let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
+                let sub = claims.sub.as_ref().and_then(|v| v.as_str()).unwrap_or("");
                 Arc::new(Consumer::new(sub, &[], Arc::from([])))
             }
         })

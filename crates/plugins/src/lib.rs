@@ -19,6 +19,7 @@ mod cors;
 mod ip_restriction;
 mod jwks;
 mod jwt_auth;
+mod jwt_token;
 mod key_auth;
 mod mock;
 mod redirect;
