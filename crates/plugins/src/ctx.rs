@@ -29,6 +29,8 @@ pub struct Ctx {
     pub body_limit: Option<u64>,
     /// The request's `Origin` when cors allowed it, for the response's `Access-Control-*`.
     pub cors_origin: Option<HeaderValue>,
+    /// An upstream chosen by a plugin (traffic-split) instead of the route's.
+    pub upstream: Option<Arc<portico_upstream::Upstream>>,
 }
 
 impl Ctx {
@@ -44,6 +46,7 @@ impl Ctx {
             consumer: None,
             body_limit: None,
             cors_origin: None,
+            upstream: None,
         }
     }
 

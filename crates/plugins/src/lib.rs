@@ -26,6 +26,7 @@ mod redirect;
 mod request_size_limit;
 mod request_transformer;
 mod response_transformer;
+mod traffic_split;
 
 pub use body::Body;
 pub use chain::{Chain, compile_chain};

@@ -50,6 +50,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
                 duration_ms: 0.0,
                 route_id: None,
                 consumer: None,
+                upstream: None,
                 upstream_addr: None,
                 upstream_status: None,
                 upstream_duration_ms: None,
@@ -93,6 +94,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         consumer: None,
         body_limit: None,
         cors_origin: None,
+        upstream: None,
     };
     let (mut parts, body) = req.into_parts();
     if let Some(uri) = new_uri {
@@ -101,7 +103,8 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     let mut info = UpstreamInfo::default();
     let resp = match route.chain.run_request(&mut cx, &mut parts).await {
         Some(answer) => answer,
-        None => match &route.upstream {
+        // traffic-split may have chosen another upstream than the route's.
+        None => match cx.upstream.as_ref().or(route.upstream.as_ref()) {
             Some(up) => {
                 // request-size-limit on a body of unknown length: count it as it streams.
                 let (body, limit) = match cx.body_limit {
@@ -128,6 +131,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         let r = &mut p.record;
         r.route_id = Some(route.id.clone());
         r.consumer = cx.consumer.as_ref().map(|c| c.username.clone());
+        r.upstream = cx.upstream.as_ref().or(route.upstream.as_ref()).map(|u| u.id.clone());
         r.upstream_addr = info.addr;
         r.upstream_status = info.status;
         r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);

@@ -41,6 +41,7 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
     // Consumers first: the auth plugins of every chain look credentials up in them.
     let env = BuildEnv {
         consumers: consumers::compile(&config.consumers, &mut errors),
+        upstreams: upstreams.iter().map(|(id, u)| (id.to_string(), u.clone())).collect(),
     };
 
     let global = compile_plugins(&config.global_plugins, "global_plugins", &mut errors, &env);
