@@ -60,3 +60,51 @@ scenario_routes10k() {
     WRK_PATH=/svc$target/api/items
     WRK_HEADERS=("Host: svc$target.example.com")
 }
+
+# key-auth on the route and the JSON access log written to a file: what authenticating and
+# logging every request costs next to `plain`. The log goes next to the config.
+scenario_keyauth_log() {
+    local config=$1 listen=$2 upstream=$3
+    local log
+    log="$(dirname "$config")/keyauth_access.log"
+    {
+        portico_gateway_and_upstream "$listen" "$upstream" | sed "s|access_log: { path: \"off\" }|access_log: { path: \"$log\" }|"
+        cat <<'YAML'
+consumers:
+  - { username: bench, groups: [bench], credentials: { key-auth: { key: bench-key-0123456789abcdef } } }
+  - { username: other, credentials: { key-auth: { key: other-key-0123456789abcdef } } }
+routes:
+  - { id: r1, paths: ["/*"], upstream: up, plugins: { key-auth: {} } }
+YAML
+    } >"$config"
+    DESC="key-auth (header key) + JSON access log to a file"
+    WRK_PATH=/
+    WRK_HEADERS=("apikey: bench-key-0123456789abcdef")
+}
+
+# jwt-auth with an HS256 consumer: a token verified (signature, exp) on every request.
+scenario_jwt_hs256() {
+    local config=$1 listen=$2 upstream=$3
+    local secret=bench-jwt-secret-0123456789abcdef token
+    token=$(python3 - "$secret" <<'PY'
+import base64, hashlib, hmac, json, sys
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+body = b64(json.dumps({"iss": "bench-app", "sub": "bench", "exp": 4102444800}, separators=(",", ":")).encode())
+sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+print(f"{head}.{body}.{b64(sig)}")
+PY
+    )
+    {
+        portico_gateway_and_upstream "$listen" "$upstream"
+        cat <<YAML
+consumers:
+  - { username: bench, credentials: { jwt-auth: { key: bench-app, secret: $secret } } }
+routes:
+  - { id: r1, paths: ["/*"], upstream: up, plugins: { jwt-auth: {} } }
+YAML
+    } >"$config"
+    DESC="jwt-auth, HS256 token (signature + exp) on every request"
+    WRK_PATH=/
+    WRK_HEADERS=("Authorization: Bearer $token")
+}
