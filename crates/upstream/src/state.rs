@@ -169,16 +169,16 @@ impl NodeState {
 }
 
 /// Counts a request in flight on a node until dropped.
-pub struct InFlight(Arc<NodeState>);
+pub struct InFlight<'a>(&'a NodeState);
 
-impl InFlight {
-    pub fn new(state: &Arc<NodeState>) -> Self {
+impl<'a> InFlight<'a> {
+    pub fn new(state: &'a NodeState) -> Self {
         state.inflight.fetch_add(1, Relaxed);
-        InFlight(state.clone())
+        InFlight(state)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Relaxed);
     }
