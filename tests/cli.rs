@@ -391,3 +391,13 @@ routes:
     assert_error_at(&out, "upstreams[1].health_check.active.intervall", "unknown field");
     assert_error_at(&out, "upstreams[2].health_check.passive.failures", "at least 1");
 }
+
+#[test]
+fn the_bundled_example_configs_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for example in ["examples/quickstart.yaml"] {
+        let out = portico(&["validate", "-c", example], root, &[]);
+        assert_eq!(out.code, 0, "{example}: {}", out.all());
+        assert_eq!(out.stdout.trim(), "ok", "{example}");
+    }
+}
