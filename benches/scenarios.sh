@@ -108,3 +108,50 @@ YAML
     WRK_PATH=/
     WRK_HEADERS=("Authorization: Bearer $token")
 }
+
+# --- load balancing (issue 5): the same upstream node listed three times, so the balancer
+# really chooses among three for every request (and health bookkeeping runs) while the
+# upstream work stays the same as `plain`. Compare each with `rr3`.
+
+# portico_lb CONFIG LISTEN UPSTREAM "BALANCER LINES": three-node upstream `lb`, one route.
+portico_lb() {
+    local config=$1 listen=$2 upstream=$3 extra=$4
+    cat >"$config" <<YAML
+gateway:
+  listeners: [{ address: "$listen" }]
+  workers: 1
+  access_log: { path: "off" }
+upstreams:
+  - id: lb
+    nodes: [{ address: "$upstream" }, { address: "$upstream" }, { address: "$upstream" }]
+$extra
+routes:
+  - { id: r1, paths: ["/*"], upstream: lb }
+YAML
+}
+
+scenario_rr3() {
+    portico_lb "$1" "$2" "$3" "    balancer: round_robin"
+    DESC="3 nodes, weighted round robin"
+}
+
+scenario_chash() {
+    portico_lb "$1" "$2" "$3" $'    balancer: consistent_hash\n    hash_on: header:x-user'
+    DESC="3 nodes, consistent_hash on header:x-user"
+    WRK_HEADERS=("x-user: user-42")
+}
+
+scenario_leastconn() {
+    portico_lb "$1" "$2" "$3" "    balancer: least_connections"
+    DESC="3 nodes, least_connections"
+}
+
+scenario_ewma() {
+    portico_lb "$1" "$2" "$3" "    balancer: ewma"
+    DESC="3 nodes, peak-EWMA with two random choices"
+}
+
+scenario_health() {
+    portico_lb "$1" "$2" "$3" $'    health_check:\n      passive: { unhealthy_statuses: [500, 502, 503, 504], failures: 3, cooldown: 10s }'
+    DESC="3 nodes, round robin + passive health checks"
+}
