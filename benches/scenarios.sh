@@ -155,3 +155,18 @@ scenario_health() {
     portico_lb "$1" "$2" "$3" $'    health_check:\n      passive: { unhealthy_statuses: [500, 502, 503, 504], failures: 3, cooldown: 10s }'
     DESC="3 nodes, round robin + passive health checks"
 }
+
+# The two halves of keyauth_log, to tell their costs apart: key-auth with the log off, and
+# plain proxying with the JSON access log to a file.
+scenario_keyauth() {
+    scenario_keyauth_log "$@"
+    sed -i 's|access_log: { path: "[^"]*" }|access_log: { path: "off" }|' "$1"
+    DESC="key-auth (header key), access log off"
+}
+
+scenario_plain_log() {
+    local config=$1 listen=$2 upstream=$3
+    scenario_plain "$@"
+    sed -i "s|access_log: { path: \"off\" }|access_log: { path: \"$(dirname "$config")/plain_access.log\" }|" "$config"
+    DESC="1 route (/*), plain proxying + JSON access log to a file"
+}
