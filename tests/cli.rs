@@ -166,7 +166,6 @@ gateway:
     - address: "127.0.0.1:18443"
       tls: { certificates: [{ cert: a.pem, key: a.key }] }
   admin: { address: "127.0.0.1:19180", api_key: secret }
-  redis: { url: "redis://127.0.0.1:6379" }
   config_store: { type: etcd, endpoints: ["http://127.0.0.1:2379"], prefix: /portico }
 upstreams:
   - id: tls
@@ -181,7 +180,6 @@ routes:
         "gateway.listeners[1].tls",
         "gateway.admin",
         "upstreams[0].scheme",
-        "gateway.redis",
         "gateway.config_store",
     ] {
         assert_error_at(&out, location, "not supported yet");
@@ -196,16 +194,16 @@ gateway:
   listeners: [{ address: "127.0.0.1:18080" }]
 upstreams: [{ id: u, nodes: [{ address: "127.0.0.1:19001" }] }]
 routes:
-  - { id: a, paths: [/a], upstream: u, plugins: { limit-conn: { max: 1 } } }
-  - { id: b, paths: [/b], upstream: u, plugins: { rate-limit: { requests: 10, window: 1s } } }
+  - { id: a, paths: [/a], upstream: u, plugins: { compression: {} } }
+  - { id: b, paths: [/b], upstream: u, plugins: { grpc-transcode: {} } }
 global_plugins:
   proxy-cache: {}
 "#,
     );
     assert_eq!(code, 1, "{out}");
     for location in [
-        "routes[0].plugins.limit-conn",
-        "routes[1].plugins.rate-limit",
+        "routes[0].plugins.compression",
+        "routes[1].plugins.grpc-transcode",
         "global_plugins.proxy-cache",
     ] {
         assert_error_at(&out, location, "not supported yet");

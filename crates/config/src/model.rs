@@ -121,7 +121,27 @@ fn default_log_format() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    pub url: String,
+    /// One Redis server (`redis://[user:pass@]host:port[/db]`); with `cluster: true`, a seed node.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster (implies `cluster: true`).
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Talk the Redis Cluster protocol (slots, `MOVED`/`ASK` redirects). Default false.
+    #[serde(default)]
+    pub cluster: bool,
+}
+
+impl Redis {
+    /// Every URL given, `url` first.
+    pub fn all_urls(&self) -> impl Iterator<Item = &String> {
+        self.url.iter().chain(&self.urls)
+    }
+
+    /// Whether the cluster protocol is used: asked for, or implied by `urls`.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster || !self.urls.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

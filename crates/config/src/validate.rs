@@ -2,7 +2,7 @@
 //! and features that are not built yet refused out loud rather than ignored.
 
 use crate::error::{ConfigErrors, join};
-use crate::model::{Balancer, Config, PassHost, Scheme, StoreKind, Upstream, UpstreamRef};
+use crate::model::{Balancer, Config, PassHost, Redis, Scheme, StoreKind, Upstream, UpstreamRef};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -102,11 +102,8 @@ fn gateway(config: &Config, errors: &mut ConfigErrors) {
     if g.admin.is_some() {
         errors.push("gateway.admin", "not supported yet: the admin API is not built");
     }
-    if g.redis.is_some() {
-        errors.push(
-            "gateway.redis",
-            "not supported yet: nothing uses Redis until rate-limit's redis policy is built",
-        );
+    if let Some(r) = &g.redis {
+        redis(r, errors);
     }
     if g.config_store.kind == StoreKind::Etcd {
         errors.push(
@@ -221,6 +218,44 @@ pub fn http_method(m: &str) -> Option<String> {
 /// RFC 9110 `tchar`.
 pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `gateway.redis`: one `url`, or cluster seed `urls`; every URL `redis://`.
+fn redis(r: &Redis, errors: &mut ConfigErrors) {
+    match (&r.url, r.urls.is_empty()) {
+        (None, true) => errors.push(
+            "gateway.redis",
+            "needs `url` (one server) or `urls` (cluster seed nodes)",
+        ),
+        (Some(_), false) => errors.push("gateway.redis", "give either `url` or `urls`, not both"),
+        _ => {}
+    }
+    let at = |i: Option<usize>| match i {
+        None => "gateway.redis.url".to_owned(),
+        Some(i) => format!("gateway.redis.urls[{i}]"),
+    };
+    let urls = r
+        .url
+        .iter()
+        .map(|u| (None, u))
+        .chain(r.urls.iter().enumerate().map(|(i, u)| (Some(i), u)));
+    for (i, u) in urls {
+        let rest = u.strip_prefix("redis://").unwrap_or_default();
+        if rest.is_empty() || rest.starts_with('/') {
+            errors.push(
+                at(i),
+                format!("invalid Redis URL {:?}; write redis://HOST:PORT", mask(u)),
+            );
+        }
+    }
+}
+
+/// A URL with any password replaced, for error messages.
+fn mask(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

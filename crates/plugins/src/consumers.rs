@@ -60,12 +60,27 @@ pub const AUTH_PLUGINS: [&str; 3] = ["key-auth", "basic-auth", "jwt-auth"];
 /// Compiles the config's consumers; errors are located (`consumers[1].credentials.key-auth.key`)
 /// and never quote a secret.
 pub fn compile(consumers: &[portico_config::Consumer], errors: &mut ConfigErrors) -> Arc<Consumers> {
+    compile_with(consumers, errors, &BuildEnv::default())
+}
+
+/// [`compile`], the consumers' own plugins built in `base` (for `gateway.redis`), each in its
+/// consumer's scope (`consumer:NAME`: a consumer's rate-limit counts across routes).
+pub fn compile_with(
+    consumers: &[portico_config::Consumer],
+    errors: &mut ConfigErrors,
+    base: &BuildEnv,
+) -> Arc<Consumers> {
     let mut out = Consumers::default();
-    let no_consumers = BuildEnv::default();
     for (i, c) in consumers.iter().enumerate() {
         let at = format!("consumers[{i}]");
         let plugins_at = join(&at, "plugins");
-        let plugins = compile_plugins(&c.plugins, &plugins_at, errors, &no_consumers);
+        let env = BuildEnv {
+            scope: format!("consumer:{}", c.username).into(),
+            consumers: Arc::default(),
+            upstreams: Default::default(),
+            redis: base.redis.clone(),
+        };
+        let plugins = compile_plugins(&c.plugins, &plugins_at, errors, &env);
         for p in plugins.iter().filter(|p| p.phase() <= Phase::Auth) {
             errors.push(
                 join(&plugins_at, p.name()),

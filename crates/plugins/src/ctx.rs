@@ -2,6 +2,7 @@
 //! extended by plugins.
 
 use crate::consumers::Consumer;
+use crate::limit_conn::Slot;
 use http::HeaderValue;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -31,6 +32,20 @@ pub struct Ctx {
     pub cors_origin: Option<HeaderValue>,
     /// An upstream chosen by a plugin (traffic-split) instead of the route's.
     pub upstream: Option<Arc<portico_upstream::Upstream>>,
+    /// rate-limit's verdict, for the `X-RateLimit-*` headers of the response.
+    pub rate_limit: Option<RateLimitInfo>,
+    /// limit-conn's places taken by this request: the proxy keeps them until the response
+    /// body is done, and dropping them frees the places.
+    pub conn_slots: Vec<Arc<Slot>>,
+}
+
+/// What the `X-RateLimit-*` headers of a response say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the limit is whole again.
+    pub reset_secs: u64,
 }
 
 impl Ctx {
@@ -47,6 +62,8 @@ impl Ctx {
             body_limit: None,
             cors_origin: None,
             upstream: None,
+            rate_limit: None,
+            conn_slots: Vec::new(),
         }
     }
 

@@ -398,7 +398,7 @@ mod tests {
         let mut errors = portico_config::ConfigErrors::default();
         let env = BuildEnv {
             consumers: crate::consumers::compile(&list, &mut errors),
-            upstreams: Default::default(),
+            ..Default::default()
         };
         assert!(errors.is_empty(), "{errors}");
         JwtAuth::build(serde_yaml::from_str(yaml).expect("yaml"), &env).expect("builds")

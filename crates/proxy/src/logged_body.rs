@@ -4,7 +4,7 @@
 use crate::access_log::{AccessLog, Record};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use portico_plugins::{Body, body::BoxError};
+use portico_plugins::{Body, Slot, body::BoxError};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,6 +21,8 @@ pub struct LoggedBody {
     inner: Body,
     bytes: u64,
     pending: Option<Box<Pending>>,
+    /// limit-conn places of the request, released when the body is done or dropped.
+    slots: Vec<Arc<Slot>>,
 }
 
 impl LoggedBody {
@@ -29,7 +31,13 @@ impl LoggedBody {
             inner,
             bytes: 0,
             pending,
+            slots: Vec::new(),
         }
+    }
+
+    /// Keeps `slots` until the body ends.
+    pub fn hold(&mut self, slots: Vec<Arc<Slot>>) {
+        self.slots = slots;
     }
 }
 
@@ -44,6 +52,9 @@ impl http_body::Body for LoggedBody {
             && let Some(data) = frame.data_ref()
         {
             this.bytes += data.len() as u64;
+        }
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.slots.clear();
         }
         polled
     }

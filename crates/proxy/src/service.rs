@@ -95,6 +95,8 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         body_limit: None,
         cors_origin: None,
         upstream: None,
+        rate_limit: None,
+        conn_slots: Vec::new(),
     };
     let (mut parts, body) = req.into_parts();
     if let Some(uri) = new_uri {
@@ -136,7 +138,10 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         r.upstream_status = info.status;
         r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);
     }
-    finish(Response::from_parts(rparts, rbody), &request_id, pending)
+    let mut resp = finish(Response::from_parts(rparts, rbody), &request_id, pending);
+    // limit-conn's places are held until the body is done (or dropped with it).
+    resp.body_mut().hold(std::mem::take(&mut cx.conn_slots));
+    resp
 }
 
 /// Every response carries the request id, and its record learns the final status.

@@ -39,9 +39,16 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
     }
 
     // Consumers first: the auth plugins of every chain look credentials up in them.
-    let env = BuildEnv {
-        consumers: consumers::compile(&config.consumers, &mut errors),
+    let redis = config.gateway.redis.clone();
+    let for_consumers = BuildEnv {
+        redis: redis.clone(),
+        ..BuildEnv::default()
+    };
+    let mut env = BuildEnv {
+        consumers: consumers::compile_with(&config.consumers, &mut errors, &for_consumers),
         upstreams: upstreams.iter().map(|(id, u)| (id.to_string(), u.clone())).collect(),
+        scope: "global".into(),
+        redis,
     };
 
     let global = compile_plugins(&config.global_plugins, "global_plugins", &mut errors, &env);
@@ -54,6 +61,8 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
             Some(UpstreamRef::Id(id)) => upstreams.get(id.as_str()).cloned(),
             Some(UpstreamRef::Inline(u)) => Upstream::compile(u, &r.id, &join(&at, "upstream"), &mut errors),
         };
+        // Stateful plugins (rate-limit, limit-conn) find their state of the last config by route.
+        env.scope = format!("route:{}", r.id).into();
         let chain = compile_chain(&global, &r.plugins, &join(&at, "plugins"), &mut errors, &env);
         let def = RouteDef {
             hosts: r.hosts.clone(),
