@@ -26,12 +26,14 @@ pub mod client;
 pub mod gateway;
 pub mod jwks;
 pub mod ports;
+pub mod redis;
 pub mod upstream;
 
 pub use client::{Client, RawConn, RawResponse, Resp};
 pub use gateway::{Gateway, PREAMBLE, validate};
 pub use jwks::JwksServer;
 pub use ports::{Blackhole, free_port, refused_addr};
+pub use redis::RedisServer;
 pub use upstream::{Echo, Upstream};
 
 use std::future::Future;
