@@ -63,6 +63,10 @@ ensure_pkg wrk
 ensure_pkg taskset util-linux
 ensure_pkg curl
 ensure_pkg python3
+# Scenarios with rate-limit's `policy: redis` share one redis-server, started below.
+want_redis=0
+[[ " $SCENARIOS " == *" ratelimit_redis "* ]] && want_redis=1
+((want_redis)) && { ensure_pkg redis-server; ensure_pkg redis-cli redis-tools; }
 
 if (($(nproc) < 2)); then
     log "WARNING: fewer than 2 CPUs: proxy, upstream and wrk all share CPU 0"
@@ -232,6 +236,20 @@ EOF
 start_bg upstream "$LOAD_CPU" "$UP_DIR/stderr.log" nginx -p "$UP_DIR" -c "$UP_DIR/nginx.conf"
 UP_PID=$LAST_PID
 wait_http upstream "$UP_PID" "$UP_DIR/stderr.log" 200 "http://127.0.0.1:$UP_PORT/"
+
+if ((want_redis)); then
+    REDIS_PORT=$(free_port)
+    start_bg redis "$LOAD_CPU" "$BENCH_OUT/redis.log" \
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no
+    REDIS_PID=$LAST_PID
+    deadline=$((SECONDS + STARTUP_TIMEOUT))
+    until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do
+        check_alive "$REDIS_PID" redis "$BENCH_OUT/redis.log"
+        ((SECONDS < deadline)) || die "redis-server did not answer PING within ${STARTUP_TIMEOUT}s"
+        sleep 0.05
+    done
+    BENCH_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+fi
 
 declare -A PORT PID LOGF
 # nginx_proxy_config NAME: writes BENCH_OUT/NAME/nginx.conf, a reverse proxy to the upstream

@@ -170,3 +170,30 @@ scenario_plain_log() {
     sed -i "s|access_log: { path: \"off\" }|access_log: { path: \"$(dirname "$config")/plain_access.log\" }|" "$config"
     DESC="1 route (/*), plain proxying + JSON access log to a file"
 }
+
+# rate-limit, policy local: the sliding-window counter on every request (one key: wrk comes
+# from one IP), with a limit no run reaches, so every request is counted and passes.
+scenario_ratelimit_local() {
+    local config=$1 listen=$2 upstream=$3
+    {
+        portico_gateway_and_upstream "$listen" "$upstream"
+        echo 'routes:'
+        echo '  - { id: r1, paths: ["/*"], upstream: up, plugins: { rate-limit: { requests: 1000000000, window: 1m } } }'
+    } >"$config"
+    DESC="rate-limit, policy local (sliding window, key ip), never exceeded"
+}
+
+# rate-limit, policy redis: one EVALSHA round trip per request to the redis-server run.sh
+# starts on the load core (BENCH_REDIS_URL). fail_open: false, so a Redis that does not answer
+# within the timeout shows up as errors (503), not as requests let through uncounted.
+scenario_ratelimit_redis() {
+    local config=$1 listen=$2 upstream=$3
+    [[ -n ${BENCH_REDIS_URL:-} ]] || die "scenario ratelimit_redis needs BENCH_REDIS_URL (run.sh starts redis-server)"
+    {
+        portico_gateway_and_upstream "$listen" "$upstream" |
+            sed "s|^  workers: 1\$|  workers: 1\n  redis: { url: \"$BENCH_REDIS_URL\" }|"
+        echo 'routes:'
+        echo '  - { id: r1, paths: ["/*"], upstream: up, plugins: { rate-limit: { requests: 1000000000, window: 1m, policy: redis, fail_open: false, timeout: 100ms } } }'
+    } >"$config"
+    DESC="rate-limit, policy redis (sliding window, key ip, one Lua call per request), never exceeded"
+}
