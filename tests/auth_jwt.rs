@@ -377,6 +377,16 @@ async fn jwks_keys_verify_tokens_and_rotate_on_an_unknown_kid() {
         .await
         .echo();
     assert_eq!(echo.header("x-consumer-username").as_deref(), Some("user-42"));
+    // A token without `sub` passes, anonymously: no identity header, no consumer in the log.
+    let anon = es256(json!({ "aud": "api" }), EC1_PRIVATE, Some("k1"));
+    let resp = Client::new()
+        .get(&gw.url("/j"))
+        .header("authorization", &bearer(&anon))
+        .send()
+        .await;
+    assert_eq!(resp.echo().header("x-consumer-username"), None);
+    let line = gw.access_log_for(&resp.header("x-request-id").unwrap()).await;
+    assert!(line["consumer"].is_null(), "{line}");
 
     // Wrong audience, HS256 under a known kid, a key the JWKS does not have: all 401.
     let wrong_aud = es256(json!({ "sub": "u", "aud": "web" }), EC1_PRIVATE, Some("k1"));

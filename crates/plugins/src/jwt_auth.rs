@@ -310,8 +310,8 @@ impl JwtAuth {
             })
     }
 
-    /// The consumer a token proves, or why not.
-    fn verify(&self, token: &str) -> Result<Arc<Consumer>, &'static str> {
+    /// The consumer a token proves (none for a JWKS token without a `sub`), or why not.
+    fn verify(&self, token: &str) -> Result<Option<Arc<Consumer>>, &'static str> {
         if token.len() > MAX_TOKEN {
             return Err("token too large");
         }
@@ -345,12 +345,12 @@ impl JwtAuth {
             .map_or(0.0, |d| d.as_secs_f64());
         self.checks.check(&claims, now)?;
         Ok(match consumer {
-            Some(c) => c.clone(),
-            // JWKS mode: the token's subject is the caller.
-            None => {
-                let sub = claims.sub.as_ref().and_then(|v| v.as_str()).unwrap_or("");
-                Arc::new(Consumer::new(sub, &[], Arc::from([])))
-            }
+            Some(c) => Some(c.clone()),
+            // JWKS mode: the token's subject is the caller; without one it stays anonymous.
+            None => match claims.sub.as_ref().and_then(|v| v.as_str()) {
+                Some(sub) if !sub.is_empty() => Some(Arc::new(Consumer::new(sub, &[], Arc::from([])))),
+                _ => None,
+            },
         })
     }
 }
@@ -377,7 +377,7 @@ impl Plugin for JwtAuth {
         };
         match self.verify(token) {
             Ok(consumer) => {
-                cx.consumer = Some(consumer);
+                cx.consumer = consumer;
                 if self.hide && in_header {
                     req.headers.remove(&self.header);
                 }
@@ -422,7 +422,10 @@ mod tests {
             serde_json::json!({"iss": "alice-app", "aud": "api", "exp": 4102444800u64}),
             "s3cret",
         );
-        assert_eq!(p.verify(&ok).map(|c| c.username.to_string()), Ok("alice".into()));
+        assert_eq!(
+            p.verify(&ok).map(|c| c.map(|c| c.username.to_string())),
+            Ok(Some("alice".into()))
+        );
         let cases = [
             (
                 serde_json::json!({"iss": "alice-app", "aud": "api", "exp": 1}),
