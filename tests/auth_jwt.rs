@@ -256,6 +256,11 @@ async fn tokens_come_from_a_cookie_or_a_named_header() {
         .await
         .echo();
     assert_eq!(echo.header("x-consumer-username").as_deref(), Some("alice"));
+    assert_eq!(
+        echo.header("cookie").as_deref(),
+        Some("theme=dark"),
+        "the token cookie is hidden"
+    );
     let echo = c.get(&gw.url("/hdr")).header("x-token", &token).send().await.echo();
     assert_eq!(echo.header("x-consumer-username").as_deref(), Some("alice"));
     assert_eq!(

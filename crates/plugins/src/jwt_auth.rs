@@ -69,7 +69,8 @@ pub struct JwtAuthConfig {
     /// Keys from this JWKS endpoint instead of consumers.
     #[serde(default)]
     jwks_uri: Option<String>,
-    /// Remove the token before the request goes upstream. Default false (upstreams often read it).
+    /// Remove the token (its header, or its cookie) before the request goes upstream. Default
+    /// false: upstreams often read it.
     #[serde(default)]
     hide_credentials: bool,
 }
@@ -366,6 +367,25 @@ fn unauthorized(message: &str, error: bool, cx: &Ctx) -> Flow {
     Flow::Respond(resp)
 }
 
+/// Drops the cookie `name` from every `Cookie` header, keeping the others as they were.
+fn remove_cookie(headers: &mut http::HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 impl Plugin for JwtAuth {
     fn phase(&self) -> Phase {
         Phase::Auth
@@ -378,8 +398,12 @@ impl Plugin for JwtAuth {
         match self.verify(token) {
             Ok(consumer) => {
                 cx.consumer = consumer;
-                if self.hide && in_header {
-                    req.headers.remove(&self.header);
+                if self.hide {
+                    match (in_header, self.cookie.as_deref()) {
+                        (true, _) => drop(req.headers.remove(&self.header)),
+                        (false, Some(name)) => remove_cookie(&mut req.headers, name),
+                        (false, None) => {}
+                    }
                 }
                 Flow::Continue
             }
@@ -494,6 +518,19 @@ mod tests {
         assert_eq!(bad("{ key: k, algorithm: HS256, public_key: nope }").0, "public_key");
         assert_eq!(bad("{ key: k }").0, "");
         assert_eq!(bad("{ key: k, secret: '!!', base64_secret: true }").0, "secret");
+    }
+
+    #[test]
+    fn a_hidden_cookie_leaves_the_others() {
+        let mut h = http::HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; jwt=secret"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        remove_cookie(&mut h, "jwt");
+        assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut only = http::HeaderMap::new();
+        only.insert(header::COOKIE, HeaderValue::from_static("jwt=secret"));
+        remove_cookie(&mut only, "jwt");
+        assert!(only.is_empty());
     }
 
     #[test]
