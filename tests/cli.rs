@@ -393,7 +393,15 @@ routes:
 #[test]
 fn the_bundled_example_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for example in ["examples/quickstart.yaml"] {
+    let mut examples: Vec<String> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".yaml"))
+        .map(|name| format!("examples/{name}"))
+        .collect();
+    examples.sort();
+    assert!(examples.iter().any(|e| e == "examples/quickstart.yaml"), "{examples:?}");
+    for example in &examples {
         let out = portico(&["validate", "-c", example], root, &[]);
         assert_eq!(out.code, 0, "{example}: {}", out.all());
         assert_eq!(out.stdout.trim(), "ok", "{example}");
