@@ -8,7 +8,16 @@
 //! gateway's own errors alike carry it. Past the limit: 429 with `Retry-After`.
 //!
 //! State is kept across reloads: a plugin whose settings did not change, on the same route,
-//! gets its old table back ([`crate::shared_state`]).
+//! gets its old table back ([`crate::shared_state`]). Counters are per place the plugin is
+//! set: a route's count for that route; `global_plugins`' across every route; a consumer's
+//! own `rate-limit` (its `plugins:`, which replaces the route's once it is authenticated)
+//! across every route the consumer calls.
+//!
+//! `policy: redis` (`gateway.redis: { url: redis://HOST:PORT }`, or `{ urls: [...] }` for a
+//! Redis Cluster) keeps the counters under `portico:rl:SCOPE:ALGORITHM:WINDOW_US:KEY`, each
+//! with an expiry, so every gateway node with the same routes shares one limit. A request
+//! waits for Redis at most `timeout` (default 20ms); past it, or while Redis is unreachable,
+//! `fail_open: true` (default) lets it through without headers, `false` answers 503.
 
 mod algo;
 mod local;
