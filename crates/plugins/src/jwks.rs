@@ -171,13 +171,15 @@ fn fetch_loop(uri: Uri, keys: Arc<ArcSwap<KeySet>>, mut rx: mpsc::Receiver<()>) 
                     RETRY
                 }
             };
+            let fetched = tokio::time::Instant::now();
             let asked = tokio::select! {
                 r = rx.recv() => match r { Some(()) => true, None => return },
                 _ = tokio::time::sleep(wait) => false,
             };
             if asked {
-                // Unknown kids come in bursts: one fetch per interval answers them all.
-                tokio::time::sleep(MIN_INTERVAL).await;
+                // Unknown kids come in bursts: one fetch per interval answers them all. The
+                // first one after a quiet spell is fetched for at once.
+                tokio::time::sleep_until(fetched + MIN_INTERVAL).await;
                 while rx.try_recv().is_ok() {}
             }
         }
