@@ -19,6 +19,7 @@ upstreams: [{ id: up, nodes: [{ address: "{{up}}" }] }]
 routes:
   - { id: a, paths: ["/a"], upstream: up, plugins: { key-auth: {}, acl: { allow_groups: [gold], deny_groups: [banned] } } }
   - { id: noauth, paths: ["/noauth"], upstream: up, plugins: { acl: { allow_groups: [gold] } } }
+  - { id: byname, paths: ["/byname"], upstream: up, plugins: { key-auth: {}, acl: { allow_consumers: [nobody] } } }
 "#,
     )
     .var("up", &up.address())
@@ -41,7 +42,10 @@ routes:
         );
     }
     c.get(&gw.url("/noauth")).send().await.assert_error(403);
-    assert_eq!(up.requests(), 1);
+    let by_name = |key: &str| c.get(&gw.url("/byname")).header("apikey", key).send();
+    assert_eq!(by_name("k-nobody").await.status, 200);
+    by_name("k-gold").await.assert_error(403);
+    assert_eq!(up.requests(), 2);
 }
 
 #[tokio::test]
