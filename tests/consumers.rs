@@ -208,3 +208,32 @@ routes:
         assert!(!logs.contains(s), "{s:?} appears in the logs:\n{logs}");
     }
 }
+
+#[tokio::test]
+async fn a_reload_applies_new_and_revoked_credentials() {
+    let up = Upstream::start("up").await;
+    let config = |key: &str| {
+        format!(
+            r#"
+consumers:
+  - {{ username: alice, credentials: {{ key-auth: {{ key: {key} }} }} }}
+upstreams: [{{ id: up, nodes: [{{ address: "{{{{up}}}}" }}] }}]
+routes:
+  - {{ id: r, paths: ["/*"], upstream: up, plugins: {{ key-auth: {{}} }} }}
+"#
+        )
+    };
+    let mut gw = Gateway::with(&config("old-key")).var("up", &up.address()).start().await;
+    let status = |gw: &Gateway, key: &str| {
+        let req = Client::new().get(&gw.url("/x")).header("apikey", key);
+        async move { req.send().await.status }
+    };
+    assert_eq!(status(&gw, "old-key").await, 200);
+    assert_eq!(status(&gw, "new-key").await, 401);
+    gw.rewrite_with(&config("new-key"));
+    support::eventually_async("the new key after the reload", support::DEADLINE, || async {
+        (status(&gw, "new-key").await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(status(&gw, "old-key").await, 401, "a revoked key stops working");
+}
