@@ -1,4 +1,6 @@
 //! A route's compiled plugins in phase order: the global ones first, then the route's own.
+//! After the auth phase, an authenticated consumer's own plugins take the place of the
+//! route's plugins of the same name and join the order by their phase.
 
 use crate::body::Body;
 use crate::ctx::Ctx;
