@@ -1,11 +1,24 @@
 //! Loopback ports for tests running in parallel.
 
+use std::collections::HashSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
 
 /// A port that was free a moment ago: bound on 127.0.0.1:0 and released.
+///
+/// Never the same port twice in one test process: tests run in parallel, and the kernel may
+/// hand a just-released port to the next `bind(0)`. Two gateways given one port would both
+/// bind it (they use SO_REUSEPORT) and split each other's connections.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// `127.0.0.1:PORT` where nothing listens: connecting to it is refused.
