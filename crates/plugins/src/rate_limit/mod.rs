@@ -16,7 +16,7 @@
 //! `policy: redis` (`gateway.redis: { url: redis://HOST:PORT }`, or `{ urls: [...] }` for a
 //! Redis Cluster) keeps the counters under `portico:rl:SCOPE:ALGORITHM:WINDOW_US:KEY`, each
 //! with an expiry, so every gateway node with the same routes shares one limit. A request
-//! waits for Redis at most `timeout` (default 20ms); past it, or while Redis is unreachable,
+//! waits for Redis at most `timeout` (default 5ms: a slow Redis adds at most that); past it, or while Redis is unreachable,
 //! `fail_open: true` (default) lets it through without headers, `false` answers 503.
 
 mod algo;
@@ -58,7 +58,7 @@ pub struct RateLimitConfig {
     #[serde(default = "yes")]
     fail_open: bool,
     /// `policy: redis`: how long a request waits for Redis before it counts as unreachable.
-    /// Default 20ms.
+    /// Default 5ms.
     #[serde(default = "default_timeout")]
     timeout: Duration,
     /// `policy: local`: keys remembered at most; past it the least recently useful are
@@ -79,7 +79,7 @@ fn yes() -> bool {
     true
 }
 fn default_timeout() -> Duration {
-    Duration::from_millis(20)
+    Duration::from_millis(5)
 }
 fn default_max_keys() -> usize {
     local::DEFAULT_MAX_KEYS
