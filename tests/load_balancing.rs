@@ -288,3 +288,37 @@ routes: [{ id: r, paths: ["/*"], upstream: u }]
     }
     assert!(a.requests() > 0 && b.requests() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_node_that_recovers_takes_traffic_again() {
+    let flaky = Upstream::builder("flaky").status(500).start().await;
+    let steady = Upstream::start("steady").await;
+    let gw = Gateway::with(&two_nodes(
+        "    health_check: { passive: { unhealthy_statuses: [500], failures: 1, cooldown: 1s } }",
+    ))
+    .var("a", &flaky.address())
+    .var("b", &steady.address())
+    .start()
+    .await;
+    let client = Client::new();
+    for i in 0..4 {
+        client.get(&gw.url(&format!("/r/{i}"))).send().await;
+    }
+    assert_eq!(flaky.requests(), 1, "one failure ejects it");
+    gw.wait_stderr("ejected").await;
+    flaky.set_status(200);
+    // After the cooldown the trial request succeeds and the circuit closes.
+    eventually_async("the recovered node to serve again", DEADLINE, || async {
+        let resp = client.get(&gw.url("/again")).send().await;
+        (resp.upstream().as_deref() == Some("flaky")).then_some(())
+    })
+    .await;
+    gw.wait_stderr("recovered").await;
+    let mut seen = BTreeMap::new();
+    for i in 0..10 {
+        *seen
+            .entry(served_by(&gw, &client, &format!("/after/{i}"), None).await)
+            .or_insert(0) += 1;
+    }
+    assert_eq!(seen.get("flaky"), Some(&5), "round robin again: {seen:?}");
+}

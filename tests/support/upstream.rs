@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -40,7 +40,7 @@ pub struct UpstreamBuilder {
 
 struct State {
     name: String,
-    status: u16,
+    status: AtomicU16,
     headers: Vec<(String, String)>,
     body_size: Option<usize>,
     delay: Option<Duration>,
@@ -110,6 +110,11 @@ impl Upstream {
         self.state.released.send_replace(true);
     }
 
+    /// Answers with `status` from now on (a node that starts failing, or recovers).
+    pub fn set_status(&self, status: u16) {
+        self.state.status.store(status, Ordering::Relaxed);
+    }
+
     /// Drops every open connection (idle or not) but keeps listening, as a server restarting
     /// its workers or closing idle keep-alive connections does.
     pub fn drop_connections(&self) {
@@ -169,7 +174,7 @@ impl UpstreamBuilder {
         let addr = listener.local_addr().expect("upstream addr");
         let state = Arc::new(State {
             name: self.name,
-            status: self.status,
+            status: AtomicU16::new(self.status),
             headers: self.headers,
             body_size: self.body_size,
             delay: self.delay,
@@ -290,7 +295,7 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Respons
     }
 
     let mut resp = Response::builder()
-        .status(state.status)
+        .status(state.status.load(Ordering::Relaxed))
         .header("x-upstream", state.name.as_str());
     for (k, v) in &state.headers {
         resp = resp.header(k.as_str(), v.as_str());
