@@ -30,7 +30,11 @@ pub struct JwksServer {
 impl JwksServer {
     /// Serves `doc` (a JWKS JSON document) at `/jwks.json`.
     pub async fn start(doc: &str) -> JwksServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind jwks");
+        let listener = loop {
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", crate::support::free_port())).await {
+                break l;
+            }
+        };
         let addr = listener.local_addr().expect("jwks addr");
         let state = Arc::new(State {
             doc: Mutex::new(doc.to_owned()),

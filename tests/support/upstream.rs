@@ -170,7 +170,12 @@ impl UpstreamBuilder {
     }
 
     pub async fn start(self) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        // A port from `free_port`, so no gateway of a parallel test is handed the same one.
+        let listener = loop {
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", crate::support::free_port())).await {
+                break l;
+            }
+        };
         let addr = listener.local_addr().expect("upstream addr");
         let state = Arc::new(State {
             name: self.name,
