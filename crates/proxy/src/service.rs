@@ -85,18 +85,9 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     };
 
     let mut cx = Ctx {
-        request_id: request_id.clone(),
-        client_ip,
         scheme: w.scheme,
         host,
-        route_id: route.id.clone(),
-        upstream_host: None,
-        consumer: None,
-        body_limit: None,
-        cors_origin: None,
-        upstream: None,
-        rate_limit: None,
-        conn_slots: Vec::new(),
+        ..Ctx::new(request_id.clone(), client_ip, route.id.clone())
     };
     let (mut parts, body) = req.into_parts();
     if let Some(uri) = new_uri {

@@ -7,6 +7,7 @@
 mod balancer;
 mod hash_on;
 mod health;
+pub mod registry;
 mod round_robin;
 mod state;
 mod upstream;

@@ -4,9 +4,8 @@
 //! [`NodeState::shared`] for the state of (upstream id, node address), so a node that stays
 //! keeps its counters, circuit and health, and a new node starts healthy.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Microseconds since the process started: cheap to store in an atomic.
@@ -48,25 +47,11 @@ pub enum Outcome {
     Failure,
 }
 
-type Registry = Mutex<HashMap<(String, String), Weak<NodeState>>>;
-
 impl NodeState {
     /// The state of `address` in upstream `upstream`: the existing one if a live snapshot
     /// still holds it, else a fresh (healthy) one. Only the control plane calls this.
     pub fn shared(upstream: &str, address: &str) -> Arc<NodeState> {
-        static REGISTRY: OnceLock<Registry> = OnceLock::new();
-        let mut map = REGISTRY
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, w| w.strong_count() > 0);
-        let key = (upstream.to_owned(), address.to_owned());
-        if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
-            return existing;
-        }
-        let fresh = Arc::new(NodeState::default());
-        map.insert(key, Arc::downgrade(&fresh));
-        fresh
+        crate::registry::shared(format!("node\u{0}{upstream}\u{0}{address}"), NodeState::default)
     }
 
     /// Whether the node may be chosen now (up, and not ejected or past its cooldown).
