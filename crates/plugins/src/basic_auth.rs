@@ -67,6 +67,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Index {
     by_user: FxHashMap<Box<str>, Entry>,
+    /// A configured hash that an unknown username is checked against (and always fails), so
+    /// an unknown username costs the same time as a wrong password: no username probing.
+    decoy: Option<(bool, Arc<str>)>,
 }
 
 impl Index {
@@ -100,6 +103,13 @@ impl Index {
         } else {
             Password::Plain(p.into_bytes().into())
         };
+        if self.decoy.is_none() {
+            self.decoy = match &password {
+                Password::Argon2(h) => Some((true, h.clone())),
+                Password::Bcrypt(h) => Some((false, h.clone())),
+                Password::Plain(_) => None,
+            };
+        }
         let entry = Entry {
             password,
             consumer: consumer.clone(),
@@ -143,11 +153,21 @@ impl BasicAuth {
         {
             return true;
         }
+        let ok = self.hash_matches(argon_of(&entry.password), phc, password).await;
+        if ok {
+            let _ = entry.verified.set(digest);
+        }
+        ok
+    }
+}
+
+impl BasicAuth {
+    /// Verifies `password` against a PHC hash off the worker, at most one hash per CPU at once.
+    async fn hash_matches(&self, argon: bool, phc: Arc<str>, password: String) -> bool {
         let Ok(_permit) = self.hashing.acquire().await else {
             return false;
         };
-        let argon = matches!(entry.password, Password::Argon2(_));
-        let ok = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             if argon {
                 PasswordHash::new(&phc)
                     .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
@@ -156,12 +176,12 @@ impl BasicAuth {
             }
         })
         .await
-        .unwrap_or(false);
-        if ok {
-            let _ = entry.verified.set(digest);
-        }
-        ok
+        .unwrap_or(false)
     }
+}
+
+fn argon_of(p: &Password) -> bool {
+    matches!(p, Password::Argon2(_))
 }
 
 fn unauthorized(message: &str, cx: &Ctx) -> Flow {
@@ -196,7 +216,12 @@ impl Plugin for BasicAuth {
         let Some((user, password)) = parse(value) else {
             return unauthorized("invalid basic credentials", cx);
         };
-        let Some(entry) = self.env.consumers.basic_auth.by_user.get(user.as_str()) else {
+        let index = &self.env.consumers.basic_auth;
+        let Some(entry) = index.by_user.get(user.as_str()) else {
+            if let Some((argon, phc)) = &index.decoy {
+                // Spend what a wrong password would; the answer is 401 whatever it says.
+                let _ = self.hash_matches(*argon, phc.clone(), password).await;
+            }
             return unauthorized("invalid username or password", cx);
         };
         if !self.verify(entry, password).await {
@@ -249,6 +274,19 @@ mod tests {
             assert!(auth.verify(entry, "pw-1".into()).await, "{stored} (cached)");
             assert!(!auth.verify(entry, "pw-1x".into()).await, "{stored}");
         }
+    }
+
+    #[test]
+    fn unknown_usernames_are_checked_against_a_decoy_hash() {
+        let bcrypt = bcrypt::hash("pw", 4).expect("hash");
+        assert!(
+            matches!(index_with(bcrypt).0.decoy, Some((false, _))),
+            "a hashed credential is the decoy"
+        );
+        assert!(
+            index_with("plain-pw".into()).0.decoy.is_none(),
+            "plain passwords compare in constant time"
+        );
     }
 
     #[test]
