@@ -70,6 +70,7 @@ fn print_errors(errors: &ConfigErrors) {
 
 fn run(path: PathBuf) -> ExitCode {
     init_tracing();
+    portico_proxy::enable_active_checks();
     let (loaded, snapshot) = match portico_control::load_and_compile(&path) {
         Ok(ok) => ok,
         Err(errors) => {

@@ -20,5 +20,6 @@ mod timed_io;
 mod upgrade;
 mod worker;
 
+pub use portico_upstream::enable_active_checks;
 pub use server::{Running, StartError, start};
 pub use snapshot::{RouteEntry, Snapshot, compile};

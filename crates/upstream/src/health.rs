@@ -113,8 +113,19 @@ pub struct Probed {
     pub active: Active,
 }
 
-/// Starts probing `target` until it is dropped.
+static ACTIVE_CHECKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets compiled upstreams start their active checkers. `portico run` calls this; `validate`
+/// does not, so checking a config never sends a probe.
+pub fn enable_active_checks() {
+    ACTIVE_CHECKS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Starts probing `target` until it is dropped (once active checks are enabled).
 pub fn spawn_checker(target: &Arc<Probed>) {
+    if !ACTIVE_CHECKS.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let weak = Arc::downgrade(target);
     match checker_runtime() {
         Some(rt) => drop(rt.spawn(check_loop(weak))),
