@@ -182,14 +182,7 @@ routes: [{ id: m, paths: [/m], plugins: { mock: { body: ok } } }]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_line_for_every_request_under_concurrency() {
     let up = Upstream::start("a").await;
-    let gw = Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await;
+    let gw = Gateway::proxying_to(&up).await;
     let c = Client::new();
     let mut tasks = Vec::new();
     for t in 0..4 {

@@ -9,17 +9,6 @@ mod support;
 use std::time::Duration;
 use support::{Gateway, RawConn, RawResponse, Upstream};
 
-async fn gateway(up: &Upstream) -> Gateway {
-    Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await
-}
-
 /// Sends `raw` on a new connection; `Err` says how the answer differs from "400 JSON, then close".
 async fn rejected(gw: &Gateway, raw: &[u8]) -> Result<(), String> {
     let mut conn = RawConn::connect(gw.addr()).await;
@@ -44,7 +33,7 @@ async fn rejected(gw: &Gateway, raw: &[u8]) -> Result<(), String> {
 /// every case that was not rejected properly.
 async fn check_all_rejected(cases: &[(&str, &[u8])], whole_requests_only: bool) {
     let up = Upstream::start("a").await;
-    let gw = gateway(&up).await;
+    let gw = Gateway::proxying_to(&up).await;
     let mut failures = Vec::new();
     for (name, raw) in cases {
         if let Err(e) = rejected(&gw, raw).await {
@@ -339,7 +328,7 @@ async fn missing_duplicate_or_invalid_host_is_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn well_formed_unusual_framing_is_served() {
     let up = Upstream::start("a").await;
-    let gw = gateway(&up).await;
+    let gw = Gateway::proxying_to(&up).await;
 
     let body_len = |resp: &RawResponse| -> u64 {
         assert_eq!(resp.status, 200, "{}", resp.text());
@@ -384,7 +373,7 @@ async fn well_formed_unusual_framing_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_management_and_request_forms() {
     let up = Upstream::start("a").await;
-    let gw = gateway(&up).await;
+    let gw = Gateway::proxying_to(&up).await;
     let path_of = |r: &RawResponse| -> String {
         assert_eq!(r.status, 200, "{}", r.text());
         serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["path"]
@@ -435,7 +424,7 @@ async fn connection_management_and_request_forms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_but_unusual_heads_are_served() {
     let up = Upstream::start("a").await;
-    let gw = gateway(&up).await;
+    let gw = Gateway::proxying_to(&up).await;
     let many: String = (0..60).map(|i| format!("X-Many-{i}: {i}\r\n")).collect();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (

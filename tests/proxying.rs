@@ -11,14 +11,7 @@ use support::{Client, Gateway, Upstream, is_uuid};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_and_a_generated_request_id() {
     let up = Upstream::start("a").await;
-    let gw = Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await;
+    let gw = Gateway::proxying_to(&up).await;
 
     let resp = Client::new().get(&gw.url("/x")).host("api.example.com").send().await;
     let echo = resp.echo();
@@ -41,14 +34,7 @@ routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_for_is_appended_and_the_client_request_id_kept() {
     let up = Upstream::start("a").await;
-    let gw = Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await;
+    let gw = Gateway::proxying_to(&up).await;
 
     let resp = Client::new()
         .get(&gw.url("/x"))
@@ -81,14 +67,7 @@ async fn hop_by_hop_headers_are_not_forwarded_either_way() {
         .header("x-normal", "kept")
         .start()
         .await;
-    let gw = Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await;
+    let gw = Gateway::proxying_to(&up).await;
 
     let resp = Client::new()
         .get(&gw.url("/x"))
@@ -291,14 +270,7 @@ routes: [{ id: r, paths: ["/*"], upstream: u }]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downstream_keep_alive_serves_many_requests_on_one_connection() {
     let up = Upstream::start("a").await;
-    let gw = Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await;
+    let gw = Gateway::proxying_to(&up).await;
     let mut conn = support::RawConn::connect(gw.addr()).await;
     for i in 0..10 {
         conn.send(format!("GET /k/{i} HTTP/1.1\r\nHost: h.test\r\n\r\n").as_bytes())
@@ -341,14 +313,7 @@ routes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_proto_and_host_are_set_not_taken_from_the_client() {
     let up = Upstream::start("a").await;
-    let gw = Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await;
+    let gw = Gateway::proxying_to(&up).await;
     let echo = Client::new()
         .get(&gw.url("/x"))
         .host("real.example.com")
@@ -372,14 +337,7 @@ routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_requests_in_flight_on_one_worker() {
     let up = Upstream::builder("held").hold().start().await;
-    let gw = Gateway::with(
-        r#"
-routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
-"#,
-    )
-    .var("a", &up.address())
-    .start()
-    .await;
+    let gw = Gateway::proxying_to(&up).await;
     let c = Client::fresh_connections();
     let tasks: Vec<_> = (0..50)
         .map(|i| {

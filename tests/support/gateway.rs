@@ -63,6 +63,18 @@ impl Gateway {
         Self::builder(&format!("{PREAMBLE}{rest}"))
     }
 
+    /// A running gateway with one catch-all route `r` proxying to `up`.
+    pub async fn proxying_to(up: &crate::support::Upstream) -> Gateway {
+        Self::with(
+            r#"
+routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
+"#,
+        )
+        .var("a", &up.address())
+        .start()
+        .await
+    }
+
     /// The first listener.
     pub fn addr(&self) -> SocketAddr {
         self.listeners[0]
