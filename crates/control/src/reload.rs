@@ -75,6 +75,7 @@ impl Reloader {
                     errors = errors.0.len(),
                     "config refused; the previous config keeps serving"
                 );
+                portico_proxy::metrics::count_reload(false);
                 return Outcome::Refused;
             }
         };
@@ -83,6 +84,7 @@ impl Reloader {
         }
         self.warn_restart_only(&loaded.config.gateway);
         self.running.swap(snapshot);
+        portico_proxy::metrics::count_reload(true);
         tracing::info!(target: "portico::reload", trigger, hash = %loaded.hash, "config applied");
         Outcome::Applied
     }

@@ -32,6 +32,13 @@ pub fn compile_plugins(map: &PluginMap, location: &str, errors: &mut ConfigError
     out.into()
 }
 
+/// A response a plugin produced instead of the upstream, and which plugin it was.
+#[derive(Debug)]
+pub struct Answer {
+    pub plugin: &'static str,
+    pub response: Response<Body>,
+}
+
 /// The plugins a request on one route runs through.
 #[derive(Debug, Clone)]
 pub struct Chain {
@@ -67,14 +74,17 @@ impl Chain {
         self.global.is_empty() && self.own.is_empty()
     }
 
-    /// Runs every request hook before the upstream; `Some(response)` when a plugin answered.
+    /// Runs every request hook before the upstream; `Some(answer)` when a plugin answered.
     ///
     /// Once an auth plugin has found a consumer with plugin settings of its own, the phases
     /// after auth run the consumer's plugins in place of the route's plugins of the same name.
-    pub async fn run_request(&self, cx: &mut Ctx, req: &mut request::Parts) -> Option<Response<Body>> {
+    pub async fn run_request(&self, cx: &mut Ctx, req: &mut request::Parts) -> Option<Answer> {
         for p in self.in_order().take_while(|p| p.phase() <= Phase::Auth) {
             if let Flow::Respond(resp) = p.on_request(cx, req).await {
-                return Some(resp);
+                return Some(Answer {
+                    plugin: p.name(),
+                    response: resp,
+                });
             }
         }
         let before_upstream = |p: &&Instance| p.phase() > Phase::Auth && p.phase() < Phase::Upstream;
@@ -82,7 +92,10 @@ impl Chain {
             None => {
                 for p in self.in_order().filter(before_upstream) {
                     if let Flow::Respond(resp) = p.on_request(cx, req).await {
-                        return Some(resp);
+                        return Some(Answer {
+                            plugin: p.name(),
+                            response: resp,
+                        });
                     }
                 }
             }
@@ -90,7 +103,10 @@ impl Chain {
                 let route = self.in_order().filter(|p| !own.iter().any(|o| o.name() == p.name()));
                 for p in merge(route, own.iter()).filter(before_upstream) {
                     if let Flow::Respond(resp) = p.on_request(cx, req).await {
-                        return Some(resp);
+                        return Some(Answer {
+                            plugin: p.name(),
+                            response: resp,
+                        });
                     }
                 }
             }

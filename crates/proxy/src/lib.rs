@@ -11,6 +11,8 @@ mod forward;
 mod framing;
 mod head_guard;
 mod logged_body;
+pub mod metrics;
+mod metrics_route;
 mod path;
 mod pool;
 mod server;

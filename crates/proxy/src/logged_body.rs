@@ -2,6 +2,7 @@
 //! request's access-log record when it is done (fully sent, or dropped by a client that left).
 
 use crate::access_log::{AccessLog, Record};
+use crate::metrics::Sample;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use portico_plugins::{Body, Slot, body::BoxError};
@@ -21,16 +22,19 @@ pub struct LoggedBody {
     inner: Body,
     bytes: u64,
     pending: Option<Box<Pending>>,
+    /// The request's metrics, recorded when the body is done.
+    sample: Option<Sample>,
     /// limit-conn places of the request, released when the body is done or dropped.
     slots: Vec<Arc<Slot>>,
 }
 
 impl LoggedBody {
-    pub fn new(inner: Body, pending: Option<Box<Pending>>) -> Self {
+    pub fn new(inner: Body, pending: Option<Box<Pending>>, sample: Sample) -> Self {
         Self {
             inner,
             bytes: 0,
             pending,
+            sample: Some(sample),
             slots: Vec::new(),
         }
     }
@@ -70,6 +74,9 @@ impl http_body::Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
+        if let Some(sample) = self.sample.take() {
+            sample.finish(self.bytes);
+        }
         if let Some(mut p) = self.pending.take() {
             p.record.bytes_sent = self.bytes;
             p.record.duration_ms = p.start.elapsed().as_secs_f64() * 1000.0;

@@ -122,6 +122,11 @@ impl Running {
         self.shared.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// The snapshot being served.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
     /// The hash of the config being served.
     pub fn hash(&self) -> String {
         self.shared.snapshot.load().hash.clone()

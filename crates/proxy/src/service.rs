@@ -6,6 +6,7 @@ use crate::dispatch::{self, UpstreamInfo};
 use crate::error::ProxyError;
 use crate::forward::X_REQUEST_ID;
 use crate::logged_body::{LoggedBody, Pending};
+use crate::metrics::{self, RouteMetrics, Sample};
 use crate::worker::Worker;
 use crate::{framing, path};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
@@ -33,6 +34,7 @@ impl Peer {
 pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<LoggedBody> {
     let client_ip = peer.ip;
     let start = Instant::now();
+    let method = metrics::method_class(req.method());
     let request_id = request_id(req.headers());
     let mut pending = w.shared.log.as_ref().map(|log| {
         Box::new(Pending {
@@ -63,6 +65,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
             ProxyError::Malformed(why).into_response(&request_id),
             &request_id,
             pending,
+            Sample::new(RouteMetrics::unrouted().clone(), method, start),
         );
     }
 
@@ -77,7 +80,13 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         .router
         .find(route_host, req.method(), &normalized, req.headers())
     else {
-        return finish(ProxyError::NoRoute.into_response(&request_id), &request_id, pending);
+        let sample = Sample::new(RouteMetrics::unrouted().clone(), method, start);
+        return finish(
+            ProxyError::NoRoute.into_response(&request_id),
+            &request_id,
+            pending,
+            sample,
+        );
     };
     let new_uri = match normalized {
         Cow::Borrowed(_) => None,
@@ -95,10 +104,14 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     }
     let mut info = UpstreamInfo::default();
     let resp = match route.chain.run_request(&mut cx, &mut parts).await {
-        Some(answer) => answer,
+        Some(answer) => {
+            route.metrics.answered_by(answer.plugin, answer.response.status());
+            answer.response
+        }
         // traffic-split may have chosen another upstream than the route's.
         None => match cx.upstream.as_ref().or(route.upstream.as_ref()) {
             Some(up) => {
+                route.metrics.received(body.size_hint().exact().unwrap_or(0));
                 // request-size-limit on a body of unknown length: count it as it streams.
                 let (body, limit) = match cx.body_limit {
                     Some(max) if !body.is_end_stream() => {
@@ -118,6 +131,9 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         },
     };
 
+    if let Some(d) = info.duration {
+        route.metrics.upstream_took(d);
+    }
     let (mut rparts, rbody) = resp.into_parts();
     route.chain.run_response(&mut cx, &mut rparts);
     if let Some(p) = pending.as_mut() {
@@ -129,23 +145,26 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         r.upstream_status = info.status;
         r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);
     }
-    let mut resp = finish(Response::from_parts(rparts, rbody), &request_id, pending);
+    let sample = Sample::new(route.metrics.clone(), method, start);
+    let mut resp = finish(Response::from_parts(rparts, rbody), &request_id, pending, sample);
     // limit-conn's places are held until the body is done (or dropped with it).
     resp.body_mut().hold(std::mem::take(&mut cx.conn_slots));
     resp
 }
 
-/// Every response carries the request id, and its record learns the final status.
+/// Every response carries the request id; its record and metrics sample learn the final status.
 fn finish(
     mut resp: Response<Body>,
     request_id: &HeaderValue,
     mut pending: Option<Box<Pending>>,
+    mut sample: Sample,
 ) -> Response<LoggedBody> {
     resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     if let Some(p) = pending.as_mut() {
         p.record.status = resp.status().as_u16();
     }
-    resp.map(|b| LoggedBody::new(b, pending))
+    sample.status = resp.status();
+    resp.map(|b| LoggedBody::new(b, pending, sample))
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a new UUID v4.

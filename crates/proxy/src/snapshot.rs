@@ -3,6 +3,7 @@
 //! Built once per config by the control plane ([`compile`]); a request holds one snapshot from
 //! start to end, so a reload never changes the rules under a request in flight.
 
+use crate::metrics::RouteMetrics;
 use http::{HeaderName, HeaderValue, Method};
 use portico_config::{Config, ConfigErrors, UpstreamRef, error::join};
 use portico_plugins::{BuildEnv, Chain, chain::compile_plugins, compile_chain, consumers};
@@ -17,6 +18,8 @@ pub struct RouteEntry {
     pub id: Arc<str>,
     pub upstream: Option<Arc<Upstream>>,
     pub chain: Chain,
+    /// This route's metric handles (the same series across reloads).
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// One compiled configuration.
@@ -25,6 +28,16 @@ pub struct Snapshot {
     pub router: Router<RouteEntry>,
     /// SHA-256 of the config text it came from.
     pub hash: String,
+    /// Every compiled upstream, named and inline, for reports (metrics, health).
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Every route id, in config order.
+    pub route_ids: Vec<Arc<str>>,
+}
+
+impl Snapshot {
+    pub fn route_ids(&self) -> impl Iterator<Item = &str> {
+        self.route_ids.iter().map(|id| &**id)
+    }
 }
 
 /// Compiles a validated config; every error is reported with its location.
@@ -51,6 +64,9 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
         redis,
     };
 
+    let mut all_upstreams: Vec<Arc<Upstream>> = (config.upstreams.iter())
+        .filter_map(|u| upstreams.get(u.id.as_str()).cloned())
+        .collect();
     let global = compile_plugins(&config.global_plugins, "global_plugins", &mut errors, &env);
 
     let mut table = Vec::with_capacity(config.routes.len());
@@ -59,7 +75,11 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
         let upstream = match &r.upstream {
             None => None,
             Some(UpstreamRef::Id(id)) => upstreams.get(id.as_str()).cloned(),
-            Some(UpstreamRef::Inline(u)) => Upstream::compile(u, &r.id, &join(&at, "upstream"), &mut errors),
+            Some(UpstreamRef::Inline(u)) => {
+                let inline = Upstream::compile(u, &r.id, &join(&at, "upstream"), &mut errors);
+                all_upstreams.extend(inline.clone());
+                inline
+            }
         };
         // Stateful plugins (rate-limit, limit-conn) find their state of the last config by route.
         env.scope = format!("route:{}", r.id).into();
@@ -94,6 +114,7 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
                 id: r.id.as_str().into(),
                 upstream,
                 chain,
+                metrics: RouteMetrics::new(&r.id),
             },
         ));
     }
@@ -115,6 +136,8 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
         Some(router) if errors.is_empty() => Ok(Snapshot {
             router,
             hash: hash.to_owned(),
+            upstreams: all_upstreams,
+            route_ids: config.routes.iter().map(|r| r.id.as_str().into()).collect(),
         }),
         _ => Err(errors),
     }
