@@ -22,6 +22,7 @@
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
+pub mod certs;
 pub mod client;
 pub mod gateway;
 pub mod jwks;

@@ -95,8 +95,10 @@ fn gateway(config: &Config, errors: &mut ConfigErrors) {
                 format!("invalid address {:?}; write IP:PORT", l.address),
             ),
         }
-        if l.tls.is_some() {
-            errors.push(join(&at, "tls"), "not supported yet: TLS listeners are not built");
+        if let Some(tls) = &l.tls
+            && tls.certificates.is_empty()
+        {
+            errors.push(join(&at, "tls.certificates"), "at least one certificate is required");
         }
     }
     if g.admin.is_some() {

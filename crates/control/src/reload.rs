@@ -16,15 +16,31 @@ pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors>
         Err(compile_errors) => {
             // On a config that already failed validation, compiling also trips over what
             // validation reported (an unknown upstream, say); keep only what validation
-            // cannot see: plugins, credentials, path patterns, hash keys and health checks.
+            // cannot see: plugins, credentials, path patterns, hash keys, health checks and
+            // TLS certificate files.
             errors.0.extend(compile_errors.0.into_iter().filter(|e| {
-                ["plugins", ".credentials", ".paths[", ".hash_on", ".health_check"]
-                    .iter()
-                    .any(|p| e.location.contains(p))
+                [
+                    "plugins",
+                    ".credentials",
+                    ".paths[",
+                    ".hash_on",
+                    ".health_check",
+                    ".tls.",
+                ]
+                .iter()
+                .any(|p| e.location.contains(p))
             }));
             Err(errors)
         }
     }
+}
+
+/// What of the listeners is fixed at start: their addresses, and which serve TLS.
+fn bound(listeners: &[portico_config::Listener]) -> Vec<(&str, bool)> {
+    listeners
+        .iter()
+        .map(|l| (l.address.as_str(), l.tls.is_some()))
+        .collect()
 }
 
 /// What a reload did.
@@ -60,6 +76,12 @@ impl Reloader {
         &self.path
     }
 
+    /// The other files the served config read (TLS certificates and keys): changing one is
+    /// changing the config.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        self.running.watched_files()
+    }
+
     /// Applies the file if it changed and is valid; logs what happened and why.
     pub fn reload(&self, trigger: &'static str) -> Outcome {
         let _serial = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -79,20 +101,23 @@ impl Reloader {
                 return Outcome::Refused;
             }
         };
-        if loaded.hash == self.running.hash() {
+        // The snapshot's hash covers the file and the certificates it names.
+        if snapshot.hash == self.running.hash() {
             return Outcome::Unchanged;
         }
         self.warn_restart_only(&loaded.config.gateway);
+        let hash = snapshot.hash.clone();
         self.running.swap(snapshot);
         portico_proxy::metrics::count_reload(true);
-        tracing::info!(target: "portico::reload", trigger, hash = %loaded.hash, "config applied");
+        tracing::info!(target: "portico::reload", trigger, hash = %hash, "config applied");
         Outcome::Applied
     }
 
     fn warn_restart_only(&self, new: &Gateway) {
         let old = &self.started;
         for (name, changed) in [
-            ("listeners", old.listeners != new.listeners),
+            // Certificates reload; addresses, and whether one serves TLS, take a restart.
+            ("listeners", bound(&old.listeners) != bound(&new.listeners)),
             ("workers", old.workers != new.workers),
             ("access_log", old.access_log != new.access_log),
             ("shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout),

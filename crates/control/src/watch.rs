@@ -1,4 +1,5 @@
-//! Watching the config file for changes by polling its metadata.
+//! Watching the config file, and the certificate and key files it names, for changes by
+//! polling their metadata.
 //!
 //! Polling (every 250 ms) rather than inotify: it sees every way editors and deploy tools
 //! replace a file (in place, by rename, through a symlink swap as Kubernetes ConfigMaps do),
@@ -7,6 +8,7 @@
 use crate::reload::Reloader;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -29,10 +31,19 @@ fn stamp(m: &Metadata) -> Stamp {
     }
 }
 
-/// Reloads whenever the file's stamp changes, until `stop` turns true.
+/// The stamps of the config file (first) and of the files the served config read.
+fn stamps(config: &Path, others: &[PathBuf]) -> Vec<Option<Stamp>> {
+    std::iter::once(config)
+        .chain(others.iter().map(PathBuf::as_path))
+        .map(|p| std::fs::metadata(p).ok().map(|m| stamp(&m)))
+        .collect()
+}
+
+/// Reloads whenever the file's stamp (or a certificate's) changes, until `stop` turns true.
 pub async fn watch_file(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
     let path = reloader.path().to_owned();
-    let mut last = std::fs::metadata(&path).ok().map(|m| stamp(&m));
+    let mut others = reloader.watched_files();
+    let mut last = stamps(&path, &others);
     let mut ticker = tokio::time::interval(INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -40,11 +51,17 @@ pub async fn watch_file(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let now = std::fs::metadata(&path).ok().map(|m| stamp(&m));
-        if now.is_some() && now != last {
+        let now = stamps(&path, &others);
+        if now[0].is_some() && now != last {
             last = now;
             let r = reloader.clone();
             let _ = tokio::task::spawn_blocking(move || r.reload("file change")).await;
+            // The new config may name other certificates.
+            let files = reloader.watched_files();
+            if files != others {
+                others = files;
+                last = stamps(&path, &others);
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod forward;
 mod framing;
+mod h2;
 mod head_guard;
 mod logged_body;
 pub mod metrics;
@@ -19,6 +20,8 @@ mod server;
 mod service;
 mod snapshot;
 mod timed_io;
+mod tls;
+mod tls_sni;
 mod upgrade;
 mod worker;
 

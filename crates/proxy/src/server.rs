@@ -3,7 +3,7 @@
 
 use crate::access_log::AccessLog;
 use crate::snapshot::Snapshot;
-use crate::worker;
+use crate::worker::{self, Bound};
 use arc_swap::ArcSwap;
 use portico_config::Gateway;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -60,16 +60,25 @@ pub fn start(gateway: &Gateway, snapshot: Snapshot) -> Result<Running, StartErro
         .iter()
         .filter_map(|l| l.address.parse().ok())
         .collect();
+    let tls: Vec<bool> = gateway
+        .listeners
+        .iter()
+        .filter(|l| l.address.parse::<SocketAddr>().is_ok())
+        .map(|l| l.tls.is_some())
+        .collect();
 
     // Probe each address without SO_REUSEPORT first: a port another process holds (even one
     // that itself uses SO_REUSEPORT) must be an error, not a silent share.
     for &address in &addresses {
         drop(socket(address, false).map_err(|error| StartError::Bind { address, error })?);
     }
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
-    for &address in &addresses {
+    let mut per_worker: Vec<Vec<Bound>> = (0..workers).map(|_| Vec::new()).collect();
+    for (&address, &is_tls) in addresses.iter().zip(&tls) {
         for listeners in per_worker.iter_mut() {
-            listeners.push(socket(address, true).map_err(|error| StartError::Bind { address, error })?);
+            listeners.push(Bound {
+                listener: socket(address, true).map_err(|error| StartError::Bind { address, error })?,
+                tls: is_tls.then_some(address),
+            });
         }
     }
 
@@ -130,6 +139,11 @@ impl Running {
     /// The hash of the config being served.
     pub fn hash(&self) -> String {
         self.shared.snapshot.load().hash.clone()
+    }
+
+    /// Files besides the config whose change is a config change (TLS certificates and keys).
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        self.shared.snapshot.load().tls.files.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish (at most the shutdown timeout), and returns.

@@ -22,12 +22,14 @@ pub struct Peer {
     pub ip: IpAddr,
     /// `ip` as a header value for `X-Forwarded-For`, formatted once.
     pub ip_header: HeaderValue,
+    /// `http` or `https`: how the client reached the gateway.
+    pub scheme: &'static str,
 }
 
 impl Peer {
-    pub fn new(ip: IpAddr) -> Self {
+    pub fn new(ip: IpAddr, scheme: &'static str) -> Self {
         let ip_header = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        Self { ip, ip_header }
+        Self { ip, ip_header, scheme }
     }
 }
 
@@ -36,6 +38,14 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     let start = Instant::now();
     let method = metrics::method_class(req.method());
     let request_id = request_id(req.headers());
+    // HTTP/2 requests carry the host in `:authority`, and may have no Host header.
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
     let mut pending = w.shared.log.as_ref().map(|log| {
         Box::new(Pending {
             log: log.clone(),
@@ -45,7 +55,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
                 request_id: request_id.clone(),
                 client_ip,
                 method: req.method().clone(),
-                host: req.headers().get(header::HOST).cloned(),
+                host: host.clone(),
                 path: req.uri().clone(),
                 status: 0,
                 bytes_sent: 0,
@@ -70,7 +80,6 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     }
 
     let snapshot = w.snapshot();
-    let host = req.headers().get(header::HOST).cloned();
     let normalized = path::normalize(req.uri().path());
     let route_host = req
         .uri()
@@ -94,7 +103,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     };
 
     let mut cx = Ctx {
-        scheme: w.scheme,
+        scheme: peer.scheme,
         host,
         ..Ctx::new(request_id.clone(), client_ip, route.id.clone())
     };

@@ -4,6 +4,7 @@
 //! start to end, so a reload never changes the rules under a request in flight.
 
 use crate::metrics::RouteMetrics;
+use crate::tls::{self, TlsSet};
 use http::{HeaderName, HeaderValue, Method};
 use portico_config::{Config, ConfigErrors, UpstreamRef, error::join};
 use portico_plugins::{BuildEnv, Chain, chain::compile_plugins, compile_chain, consumers};
@@ -26,12 +27,14 @@ pub struct RouteEntry {
 #[derive(Debug)]
 pub struct Snapshot {
     pub router: Router<RouteEntry>,
-    /// SHA-256 of the config text it came from.
+    /// SHA-256 of the config text it came from, and of the TLS files it read.
     pub hash: String,
     /// Every compiled upstream, named and inline, for reports (metrics, health).
     pub upstreams: Vec<Arc<Upstream>>,
     /// Every route id, in config order.
     pub route_ids: Vec<Arc<str>>,
+    /// The TLS listeners' certificates.
+    pub tls: TlsSet,
 }
 
 impl Snapshot {
@@ -43,6 +46,7 @@ impl Snapshot {
 /// Compiles a validated config; every error is reported with its location.
 pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
     let mut errors = ConfigErrors::default();
+    let tls = tls::compile(&config.gateway.listeners, &mut errors);
 
     let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
     for (i, u) in config.upstreams.iter().enumerate() {
@@ -135,7 +139,8 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
     match router {
         Some(router) if errors.is_empty() => Ok(Snapshot {
             router,
-            hash: hash.to_owned(),
+            hash: tls.fold_hash(hash),
+            tls,
             upstreams: all_upstreams,
             route_ids: config.routes.iter().map(|r| r.id.as_str().into()).collect(),
         }),

@@ -7,19 +7,36 @@
 use crate::head_guard::HeadGuard;
 use crate::pool::Pool;
 use crate::server::Shared;
-use crate::service;
 use crate::snapshot::Snapshot;
+use crate::{h2, service, tls};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+
+/// How long a client may take to send a request head (and, on a plain listener, its first bytes).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One bound listener of a worker; `tls` is its configured address when it serves TLS (the
+/// key of its certificates in the snapshot).
+pub struct Bound {
+    pub listener: std::net::TcpListener,
+    pub tls: Option<SocketAddr>,
+}
 
 /// A worker-local handle on a shared snapshot: cloning it per request is a plain increment,
 /// where cloning the `Arc` would bounce its counter's cache line between worker cores.
@@ -29,8 +46,10 @@ pub type LocalSnapshot = Rc<Arc<Snapshot>>;
 pub struct Worker {
     pub shared: Arc<Shared>,
     pub pool: Pool,
-    pub scheme: &'static str,
     cached: RefCell<(u64, LocalSnapshot)>,
+    /// The last TLS config seen per TLS listener: kept if a reload drops a listener's `tls`
+    /// (changing listeners takes a restart).
+    tls: RefCell<HashMap<SocketAddr, Arc<ServerConfig>>>,
 }
 
 impl Worker {
@@ -40,8 +59,23 @@ impl Worker {
         Self {
             shared,
             pool: Pool::default(),
-            scheme: "http",
             cached: RefCell::new((generation, snap)),
+            tls: RefCell::default(),
+        }
+    }
+
+    /// The TLS config the current snapshot has for the listener at `address`.
+    fn tls_config(&self, address: SocketAddr) -> Option<Arc<ServerConfig>> {
+        let snapshot = self.snapshot();
+        let mut last = self.tls.borrow_mut();
+        match snapshot.tls.get(&address) {
+            Some(c) => {
+                if last.get(&address).is_none_or(|l| !Arc::ptr_eq(l, c)) {
+                    last.insert(address, c.clone());
+                }
+                Some(c.clone())
+            }
+            None => last.get(&address).cloned(),
         }
     }
 
@@ -64,12 +98,7 @@ struct Connections {
 }
 
 /// Runs one worker until shutdown, then drains its connections for at most `drain`.
-pub fn run(
-    shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
-    shutdown: watch::Receiver<bool>,
-    drain: Duration,
-) {
+pub fn run(shared: Arc<Shared>, listeners: Vec<Bound>, shutdown: watch::Receiver<bool>, drain: Duration) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -81,10 +110,11 @@ pub fn run(
     local.block_on(&rt, async move {
         let worker = Rc::new(Worker::new(shared));
         let conns = Rc::new(Connections::default());
-        for l in listeners {
-            match TcpListener::from_std(l) {
+        for b in listeners {
+            match TcpListener::from_std(b.listener) {
                 Ok(l) => {
-                    tokio::task::spawn_local(accept_loop(l, worker.clone(), conns.clone(), shutdown.clone()));
+                    let (worker, conns, shutdown) = (worker.clone(), conns.clone(), shutdown.clone());
+                    tokio::task::spawn_local(accept_loop(l, b.tls, worker, conns, shutdown));
                 }
                 Err(e) => tracing::error!(target: "portico::worker", error = %e, "cannot use listener"),
             }
@@ -104,6 +134,7 @@ pub fn run(
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<SocketAddr>,
     worker: Rc<Worker>,
     conns: Rc<Connections>,
     shutdown: watch::Receiver<bool>,
@@ -116,7 +147,11 @@ async fn accept_loop(
                     conns.open.set(conns.open.get() + 1);
                     let (worker, conns, shutdown) = (worker.clone(), conns.clone(), shutdown.clone());
                     tokio::task::spawn_local(async move {
-                        serve(stream, peer.ip().to_canonical(), worker, shutdown).await;
+                        let ip = peer.ip().to_canonical();
+                        match tls {
+                            None => serve_plain(stream, ip, worker, shutdown).await,
+                            Some(address) => serve_tls(stream, address, ip, worker, shutdown).await,
+                        }
                         conns.open.set(conns.open.get() - 1);
                         if conns.open.get() == 0 {
                             conns.idle.notify_waiters();
@@ -135,23 +170,77 @@ async fn accept_loop(
     // The listener drops here: new connections go to no one on this worker.
 }
 
-async fn serve(
+/// Runs `step` unless shutdown comes first or it takes longer than `limit`.
+async fn before_shutdown<T>(
+    shutdown: &mut watch::Receiver<bool>,
+    limit: Duration,
+    step: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, step) => r.ok(),
+        _ = shutdown.wait_for(|s| *s) => None,
+    }
+}
+
+/// A plain connection: HTTP/2 when it opens with the preface (h2c), else HTTP/1.1.
+async fn serve_plain(
     stream: TcpStream,
     client_ip: std::net::IpAddr,
     worker: Rc<Worker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let peer = Rc::new(service::Peer::new(client_ip));
+    let peer = Rc::new(service::Peer::new(client_ip, "http"));
+    match before_shutdown(&mut shutdown, HEAD_TIMEOUT, h2::starts_with_preface(&stream)).await {
+        Some(Ok(true)) => h2::serve(stream, worker, peer, shutdown).await,
+        Some(Ok(false)) => serve_http1(stream, worker, peer, shutdown).await,
+        Some(Err(_)) | None => {}
+    }
+}
+
+/// A TLS connection: the handshake (bounded), then HTTP/2 or HTTP/1.1 as ALPN chose.
+async fn serve_tls(
+    stream: TcpStream,
+    address: SocketAddr,
+    client_ip: std::net::IpAddr,
+    worker: Rc<Worker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(config) = worker.tls_config(address) else {
+        return;
+    };
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    let stream = match before_shutdown(&mut shutdown, HANDSHAKE_TIMEOUT, accept).await {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            tracing::debug!(target: "portico::worker", error = %e, "TLS handshake failed");
+            return;
+        }
+        None => return,
+    };
+    let peer = Rc::new(service::Peer::new(client_ip, "https"));
+    if stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
+        h2::serve(stream, worker, peer, shutdown).await;
+    } else {
+        serve_http1(stream, worker, peer, shutdown).await;
+    }
+}
+
+async fn serve_http1<I>(io: I, worker: Rc<Worker>, peer: Rc<service::Peer>, mut shutdown: watch::Receiver<bool>)
+where
+    // Send: hyper hands an upgraded (WebSocket) connection over as a `Send` object.
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req| {
         let (worker, peer) = (worker.clone(), peer.clone());
         async move { Ok::<_, Infallible>(service::handle(&worker, req, &peer).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(HEAD_TIMEOUT)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(HeadGuard::new(stream)), svc)
+        .serve_connection(TokioIo::new(HeadGuard::new(io)), svc)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
