@@ -168,7 +168,7 @@ gateway:
 upstreams:
   - id: tls
     nodes: [{ address: "127.0.0.1:19443" }]
-    scheme: https
+    scheme: grpc
 routes:
   - { id: a, paths: [/a], upstream: tls }
 "#,

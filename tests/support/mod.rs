@@ -29,6 +29,7 @@ pub mod jwks;
 pub mod ports;
 pub mod redis;
 pub mod upstream;
+pub mod upstream_tls;
 
 pub use client::{Client, RawConn, RawResponse, Resp};
 pub use gateway::{Gateway, PREAMBLE, validate};

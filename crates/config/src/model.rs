@@ -188,6 +188,32 @@ pub struct Upstream {
     pub retries: Option<u32>,
     #[serde(default)]
     pub health_check: Option<serde_yaml::Value>,
+    /// TLS to the nodes of a `scheme: https | grpcs` upstream.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How the gateway speaks TLS to an upstream's nodes. Files are PEM, read when the config is
+/// compiled.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// CA certificates that the nodes' certificates must chain to. Default: the system roots.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Client certificate chain for mTLS (with `key`).
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// The client certificate's private key (with `cert`).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The name sent as SNI and checked against the node's certificate. Default:
+    /// `upstream_host` with `pass_host: rewrite`, else the node's host.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// `false` accepts any certificate (testing only: it gives up the point of TLS).
+    #[serde(default = "yes")]
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -305,4 +331,8 @@ pub struct Route {
     pub upstream: Option<UpstreamRef>,
     #[serde(default)]
     pub plugins: PluginMap,
+}
+
+fn yes() -> bool {
+    true
 }

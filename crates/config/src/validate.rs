@@ -2,7 +2,7 @@
 //! and features that are not built yet refused out loud rather than ignored.
 
 use crate::error::{ConfigErrors, join};
-use crate::model::{Balancer, Config, PassHost, Redis, Scheme, StoreKind, Upstream, UpstreamRef};
+use crate::model::{Balancer, Config, PassHost, Redis, Scheme, StoreKind, Upstream, UpstreamRef, UpstreamTls};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -149,8 +149,11 @@ fn upstream(u: &Upstream, at: &str, errors: &mut ConfigErrors) {
     if u.hash_on.is_some() && u.balancer != Balancer::ConsistentHash {
         errors.push(join(at, "hash_on"), "only applies to balancer: consistent_hash");
     }
-    if u.scheme != Scheme::Http {
-        errors.push(join(at, "scheme"), "not supported yet: only http upstreams are built");
+    if matches!(u.scheme, Scheme::Grpc | Scheme::Grpcs) {
+        errors.push(join(at, "scheme"), "not supported yet: grpc upstreams are not built");
+    }
+    if let Some(tls) = &u.tls {
+        upstream_tls(u.scheme, tls, &join(at, "tls"), errors);
     }
     match (u.pass_host, &u.upstream_host) {
         (PassHost::Rewrite, None) => errors.push(join(at, "upstream_host"), "required by pass_host: rewrite"),
@@ -171,6 +174,32 @@ fn upstream(u: &Upstream, at: &str, errors: &mut ConfigErrors) {
     ] {
         if d.0.is_zero() {
             errors.push(format!("{at}.timeout.{name}"), "must be more than 0");
+        }
+    }
+}
+
+/// `tls` of an upstream: only with a TLS scheme, `cert` and `key` together. The files are read
+/// (and their errors located) when the config is compiled.
+fn upstream_tls(scheme: Scheme, tls: &UpstreamTls, at: &str, errors: &mut ConfigErrors) {
+    if !matches!(scheme, Scheme::Https | Scheme::Grpcs) {
+        errors.push(at, "only applies to scheme: https or grpcs");
+    }
+    match (&tls.cert, &tls.key) {
+        (Some(_), None) => errors.push(join(at, "key"), "required with cert (the client certificate's key)"),
+        (None, Some(_)) => errors.push(join(at, "cert"), "required with key (the client certificate)"),
+        _ => {}
+    }
+    if !tls.verify && tls.ca.is_some() {
+        errors.push(join(at, "ca"), "has no effect with verify: false");
+    }
+    for (name, v) in [
+        ("ca", &tls.ca),
+        ("cert", &tls.cert),
+        ("key", &tls.key),
+        ("sni", &tls.sni),
+    ] {
+        if v.as_deref().is_some_and(str::is_empty) {
+            errors.push(join(at, name), "must not be empty");
         }
     }
 }
@@ -283,6 +312,29 @@ routes:
 "#,
         );
         assert_eq!(errs, vec![r#"routes[2].upstream: unknown upstream "users2""#]);
+    }
+
+    #[test]
+    fn upstream_tls_needs_a_tls_scheme_and_a_whole_client_certificate() {
+        let errs = errors_of(
+            r#"
+gateway: { listeners: [{ address: "127.0.0.1:8080" }] }
+upstreams:
+  - { id: a, nodes: [{ address: "h:1" }], tls: { ca: ca.pem } }
+  - { id: b, scheme: https, nodes: [{ address: "h:1" }], tls: { key: k.pem } }
+  - { id: c, scheme: https, nodes: [{ address: "h:1" }], tls: { ca: ca.pem, verify: false, sni: "" } }
+  - { id: d, scheme: https, nodes: [{ address: "h:1" }], tls: { ca: ca.pem, cert: c.pem, key: k.pem, sni: h } }
+"#,
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "upstreams[0].tls: only applies to scheme: https or grpcs",
+                "upstreams[1].tls.cert: required with key (the client certificate)",
+                "upstreams[2].tls.ca: has no effect with verify: false",
+                "upstreams[2].tls.sni: must not be empty",
+            ]
+        );
     }
 
     #[test]

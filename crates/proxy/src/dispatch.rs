@@ -31,6 +31,7 @@ impl From<ConnectError> for ProxyError {
         match e {
             ConnectError::Refused => ProxyError::UpstreamFailed,
             ConnectError::Timeout => ProxyError::UpstreamTimeout,
+            ConnectError::Tls => ProxyError::UpstreamFailed,
         }
     }
 }
@@ -80,11 +81,7 @@ pub async fn call(
         forward::upstream_host(&mut parts.headers, cx, up, node);
         let may_retry = attempt < attempts && tried.len < up.nodes.len();
 
-        let key = Key {
-            addr: node.addr,
-            read: up.read_timeout,
-            send: up.send_timeout,
-        };
+        let key = Key::new(node, up.read_timeout, up.send_timeout);
         let mut pooled = pool.checkout(key);
         // A replayable request keeps a copy of its headers for a replay: on the next node after
         // a 502-504, or on a new connection when a pooled one turns out closed by the upstream
@@ -95,7 +92,7 @@ pub async fn call(
             let fresh = pooled.is_none();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match pool.connect(key, up.connect_timeout).await {
+                None => match pool.connect(key, node, up.connect_timeout).await {
                     Ok(s) => s,
                     Err(e) => {
                         up.report(idx, None);

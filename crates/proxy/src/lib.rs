@@ -23,6 +23,7 @@ mod timed_io;
 mod tls;
 mod tls_sni;
 mod upgrade;
+mod upstream_tls;
 mod worker;
 
 pub use portico_upstream::enable_active_checks;

@@ -6,13 +6,16 @@
 //! most recently used ready connection, which keeps the hot set small and warm.
 
 use crate::timed_io::TimedIo;
+use crate::upstream_tls;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use portico_plugins::Body;
+use portico_upstream::Node;
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 pub type Sender = http1::SendRequest<Body>;
@@ -20,12 +23,26 @@ pub type Sender = http1::SendRequest<Body>;
 /// Idle connections kept per node; past this a returned connection is simply closed.
 const MAX_IDLE_PER_NODE: usize = 512;
 
-/// Connections are shared only between requests that agree on the node and on its timeouts.
+/// Connections are shared only between requests that agree on the node, its timeouts and
+/// its TLS settings (plain and TLS connections never mix, nor do two TLS configurations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     pub addr: SocketAddr,
     pub read: Duration,
     pub send: Duration,
+    /// The node's TLS fingerprint ([`portico_upstream::tls::NodeTls::fingerprint`]); 0 for plain TCP.
+    pub tls: u64,
+}
+
+impl Key {
+    pub fn new(node: &Node, read: Duration, send: Duration) -> Self {
+        Key {
+            addr: node.addr,
+            read,
+            send,
+            tls: node.tls.as_ref().map_or(0, |t| t.fingerprint),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -38,6 +55,8 @@ pub struct Pool {
 pub enum ConnectError {
     Refused,
     Timeout,
+    /// The TLS handshake failed (an untrusted certificate, say); already logged.
+    Tls,
 }
 
 impl Pool {
@@ -66,32 +85,46 @@ impl Pool {
         }
     }
 
-    /// Opens a new connection within `timeout`; its driver runs as a task on this worker.
-    pub async fn connect(&self, key: Key, timeout: Duration) -> Result<Sender, ConnectError> {
+    /// Opens a new connection to `node` within `timeout` (TCP connect and, for a TLS node,
+    /// the handshake); its driver runs as a task on this worker.
+    pub async fn connect(&self, key: Key, node: &Node, timeout: Duration) -> Result<Sender, ConnectError> {
         let addr = key.addr;
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ConnectError::Timeout),
-            Ok(Err(e)) => {
+        let connect = async {
+            let stream = TcpStream::connect(addr).await.map_err(|e| {
                 tracing::debug!(target: "portico::pool", %addr, error = %e, "connect failed");
-                return Err(ConnectError::Refused);
+                ConnectError::Refused
+            })?;
+            // Small request/response writes must not wait for Nagle.
+            let _ = stream.set_nodelay(true);
+            let io = TimedIo::new(stream, key.read, key.send);
+            match &node.tls {
+                None => handshake(io, addr).await,
+                Some(tls) => handshake(upstream_tls::connect(io, tls, &node.address).await?, addr).await,
             }
-            Ok(Ok(s)) => s,
         };
-        // Small request/response writes must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        // Requests to upstreams are mostly small: one flattened write beats a vectored one,
-        // and a fixed read buffer skips hyper's adaptive sizing on every response.
-        let (sender, conn) = http1::Builder::new()
-            .writev(false)
-            .read_buf_exact_size(Some(16 * 1024))
-            .handshake(TokioIo::new(TimedIo::new(stream, key.read, key.send)))
+        tokio::time::timeout(timeout, connect)
             .await
-            .map_err(|_| ConnectError::Refused)?;
-        tokio::task::spawn_local(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(target: "portico::pool", %addr, error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+            .unwrap_or(Err(ConnectError::Timeout))
     }
+}
+
+/// HTTP/1.1 over `io`, the connection driven by a task on this worker.
+async fn handshake<T>(io: T, addr: SocketAddr) -> Result<Sender, ConnectError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Requests to upstreams are mostly small: one flattened write beats a vectored one,
+    // and a fixed read buffer skips hyper's adaptive sizing on every response.
+    let (sender, conn) = http1::Builder::new()
+        .writev(false)
+        .read_buf_exact_size(Some(16 * 1024))
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| ConnectError::Refused)?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(target: "portico::pool", %addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
 }

@@ -142,6 +142,7 @@ mod tests {
                 addr,
                 host_header: http::HeaderValue::from_static("test"),
                 weight,
+                tls: None,
                 state: state.clone(),
             })
             .collect()

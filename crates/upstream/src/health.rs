@@ -5,11 +5,12 @@
 //! compete with requests for a worker.
 
 use crate::state::NodeState;
+use crate::tls::NodeTls;
 use portico_config::Duration;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -109,9 +110,12 @@ impl HealthCheck {
 #[derive(Debug)]
 pub struct Probed {
     pub upstream: Arc<str>,
-    pub nodes: Vec<(Arc<str>, SocketAddr, Arc<NodeState>)>,
+    pub nodes: Vec<ProbedNode>,
     pub active: Active,
 }
+
+/// A node's address as written, where to connect, its state, and its TLS settings.
+pub type ProbedNode = (Arc<str>, SocketAddr, Arc<NodeState>, Option<NodeTls>);
 
 static ACTIVE_CHECKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -166,11 +170,12 @@ async fn check_loop(target: Weak<Probed>) {
     loop {
         ticker.tick().await;
         let Some(t) = target.upgrade() else { return };
-        let probes = t.nodes.iter().map(|(address, addr, state)| {
+        let probes = t.nodes.iter().enumerate().map(|(i, (address, addr, state, _))| {
             let t = t.clone();
             let (address, addr, state) = (address.clone(), *addr, state.clone());
             async move {
-                let result = probe(addr, &address, &t.active).await;
+                let tls = t.nodes[i].3.as_ref();
+                let result = probe(addr, &address, tls, &t.active).await;
                 if let Some(up) = state.report_active(result.is_ok(), t.active.healthy, t.active.unhealthy) {
                     if up {
                         tracing::info!(target: "portico::health", upstream = %t.upstream, node = %address, "node healthy again (active check)");
@@ -187,37 +192,51 @@ async fn check_loop(target: Weak<Probed>) {
     }
 }
 
-/// One `GET path` with `Connection: close`; a 2xx or 3xx status within the timeout is healthy.
-async fn probe(addr: SocketAddr, host: &str, active: &Active) -> Result<(), String> {
+/// One `GET path` with `Connection: close` (over TLS for a TLS node, verified as requests
+/// are); a 2xx or 3xx status within the timeout is healthy.
+async fn probe(addr: SocketAddr, host: &str, tls: Option<&NodeTls>, active: &Active) -> Result<(), String> {
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: portico-health-check\r\nConnection: close\r\n\r\n",
-            active.path
-        );
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            match s.read(&mut buf[n..]).await {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => return Err(format!("read: {e}")),
+        let s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        match tls {
+            None => exchange(s, host, active).await,
+            Some(tls) => {
+                let s = tokio_rustls::TlsConnector::from(tls.config.clone())
+                    .connect(tls.name.clone(), s)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                exchange(s, host, active).await
             }
-        }
-        let line = std::str::from_utf8(&buf[..n]).unwrap_or_default();
-        let status = line
-            .strip_prefix("HTTP/1.")
-            .and_then(|r| r.get(2..5))
-            .and_then(|s| s.parse::<u16>().ok());
-        match status {
-            Some(s) if (200..400).contains(&s) => Ok(()),
-            Some(s) => Err(format!("status {s}")),
-            None => Err("not an HTTP response".into()),
         }
     };
     match tokio::time::timeout(active.timeout.0, attempt).await {
         Ok(r) => r,
         Err(_) => Err("timed out".into()),
+    }
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, host: &str, active: &Active) -> Result<(), String> {
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: portico-health-check\r\nConnection: close\r\n\r\n",
+        active.path
+    );
+    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut buf[n..]).await {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let line = std::str::from_utf8(&buf[..n]).unwrap_or_default();
+    let status = line
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|s| s.parse::<u16>().ok());
+    match status {
+        Some(s) if (200..400).contains(&s) => Ok(()),
+        Some(s) => Err(format!("status {s}")),
+        None => Err("not an HTTP response".into()),
     }
 }

@@ -10,6 +10,7 @@ mod health;
 pub mod registry;
 mod round_robin;
 mod state;
+pub mod tls;
 mod upstream;
 
 pub use hash_on::HashOn;

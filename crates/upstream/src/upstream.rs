@@ -5,8 +5,9 @@ use crate::balancer::Balancer;
 use crate::hash_on::HashOn;
 use crate::health::{self, HealthCheck, Passive, Probed};
 use crate::state::{NodeState, Outcome};
+use crate::tls::{NodeTls, TlsClient};
 use http::HeaderValue;
-use portico_config::{ConfigErrors, PassHost, error::join};
+use portico_config::{ConfigErrors, PassHost, Scheme, error::join};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ pub struct Node {
     /// The Host header sent with `pass_host: node`.
     pub host_header: HeaderValue,
     pub weight: u32,
+    /// TLS settings for `scheme: https | grpcs`.
+    pub tls: Option<NodeTls>,
     /// In-flight count, latency and health: shared by workers, kept across reloads.
     pub state: Arc<NodeState>,
 }
@@ -30,6 +33,8 @@ pub struct Node {
 pub struct Upstream {
     pub id: Arc<str>,
     pub nodes: Box<[Node]>,
+    /// How nodes are spoken to: HTTP/1.1 or HTTP/2 (gRPC), plain or over TLS.
+    pub scheme: Scheme,
     pub pass_host: PassHost,
     /// The Host header for `pass_host: rewrite`.
     pub upstream_host: Option<HeaderValue>,
@@ -54,6 +59,12 @@ impl Upstream {
         location: &str,
         errors: &mut ConfigErrors,
     ) -> Option<Arc<Upstream>> {
+        let tls_at = join(location, "tls");
+        let tls = match cfg.scheme {
+            Scheme::Http | Scheme::Grpc => None,
+            Scheme::Https => Some(TlsClient::compile(cfg.tls.as_ref(), &[b"http/1.1"], &tls_at, errors)?),
+            Scheme::Grpcs => Some(TlsClient::compile(cfg.tls.as_ref(), &[b"h2"], &tls_at, errors)?),
+        };
         let mut nodes = Vec::with_capacity(cfg.nodes.len());
         for (i, n) in cfg.nodes.iter().enumerate() {
             let at = format!("{location}.nodes[{i}].address");
@@ -68,12 +79,23 @@ impl Upstream {
                 errors.push(at, "not usable as a Host header");
                 continue;
             };
+            let node_tls = match &tls {
+                None => None,
+                Some(t) => match t.for_node(cfg.upstream_host.as_deref().unwrap_or(&n.address)) {
+                    Ok(nt) => Some(nt),
+                    Err(msg) => {
+                        errors.push(join(&tls_at, "sni"), msg);
+                        continue;
+                    }
+                },
+            };
             let state = NodeState::shared(id, &n.address);
             nodes.push(Node {
                 address: n.address.as_str().into(),
                 addr,
                 host_header,
                 weight: n.weight,
+                tls: node_tls,
                 state,
             });
         }
@@ -105,7 +127,7 @@ impl Upstream {
         let probed = health.active.map(|active| {
             let nodes = nodes
                 .iter()
-                .map(|n| (n.address.clone(), n.addr, n.state.clone()))
+                .map(|n| (n.address.clone(), n.addr, n.state.clone(), n.tls.clone()))
                 .collect();
             let probed = Arc::new(Probed {
                 upstream: upstream_id.clone(),
@@ -122,6 +144,7 @@ impl Upstream {
             passive: health.passive,
             _probed: probed,
             nodes: nodes.into(),
+            scheme: cfg.scheme,
             pass_host: cfg.pass_host,
             upstream_host,
             connect_timeout: cfg.timeout.connect.get(),
