@@ -34,6 +34,9 @@ pub struct Record {
     pub upstream_addr: Option<Arc<str>>,
     pub upstream_status: Option<u16>,
     pub upstream_duration_ms: Option<f64>,
+    /// The gRPC status of a gRPC request: the gateway's own, or the upstream's (from its
+    /// trailers or a trailers-only answer).
+    pub grpc_status: Option<u16>,
 }
 
 /// The sending side, shared by every worker.
@@ -119,6 +122,9 @@ struct Line<'a> {
     upstream_addr: Option<&'a str>,
     upstream_status: Option<u16>,
     upstream_duration_ms: Option<f64>,
+    /// Only on gRPC requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_status: Option<u16>,
 }
 
 impl<'a> From<&'a Record> for Line<'a> {
@@ -139,6 +145,7 @@ impl<'a> From<&'a Record> for Line<'a> {
             upstream_addr: r.upstream_addr.as_deref(),
             upstream_status: r.upstream_status,
             upstream_duration_ms: r.upstream_duration_ms.map(round3),
+            grpc_status: r.grpc_status,
         }
     }
 }

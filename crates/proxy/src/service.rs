@@ -46,6 +46,8 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
+    // A gRPC client gets the gateway's own errors as gRPC statuses (see `finish`).
+    let grpc = reply::is_grpc(req.headers());
     let mut pending = w.shared.log.as_ref().map(|log| {
         Box::new(Pending {
             log: log.clone(),
@@ -66,6 +68,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
                 upstream_addr: None,
                 upstream_status: None,
                 upstream_duration_ms: None,
+                grpc_status: None,
             },
         })
     });
@@ -76,6 +79,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
             &request_id,
             pending,
             Sample::new(RouteMetrics::unrouted().clone(), method, start),
+            grpc,
         );
     }
 
@@ -95,6 +99,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
             &request_id,
             pending,
             sample,
+            grpc,
         );
     };
     let new_uri = match normalized {
@@ -155,25 +160,40 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);
     }
     let sample = Sample::new(route.metrics.clone(), method, start);
-    let mut resp = finish(Response::from_parts(rparts, rbody), &request_id, pending, sample);
+    let mut resp = finish(Response::from_parts(rparts, rbody), &request_id, pending, sample, grpc);
     // limit-conn's places are held until the body is done (or dropped with it).
     resp.body_mut().hold(std::mem::take(&mut cx.conn_slots));
     resp
 }
 
-/// Every response carries the request id; its record and metrics sample learn the final status.
+/// Every response carries the request id; its record and metrics sample learn the final
+/// status. The gateway's own errors take their final shape here, last, so that no later step
+/// reshapes them: a gRPC status for a gRPC request, else the spec's JSON.
 fn finish(
     mut resp: Response<Body>,
     request_id: &HeaderValue,
     mut pending: Option<Box<Pending>>,
     mut sample: Sample,
+    grpc: bool,
 ) -> Response<LoggedBody> {
+    if grpc {
+        resp = reply::for_grpc(resp);
+    }
     resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     if let Some(p) = pending.as_mut() {
         p.record.status = resp.status().as_u16();
+        if grpc {
+            p.record.grpc_status = grpc_status(resp.headers());
+        }
     }
     sample.status = resp.status();
     resp.map(|b| LoggedBody::new(b, pending, sample))
+}
+
+/// `grpc-status` of a trailers-only answer (or of trailers), if any.
+pub fn grpc_status(headers: &HeaderMap) -> Option<u16> {
+    let v = headers.get(reply::GRPC_STATUS)?;
+    std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a new UUID v4.
