@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
+mod cluster;
+
 #[derive(Parser)]
 #[command(name = "portico", about = "An API gateway with built-in load balancing", version)]
 struct Cli {
@@ -54,10 +56,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Push { .. } => {
-            eprintln!("portico push: not supported yet: the etcd config store is not built");
-            ExitCode::FAILURE
-        }
+        Command::Push { config, dry_run } => match portico_store::push(&config, dry_run, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portico push: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config } => run(config),
     }
 }
@@ -82,6 +87,18 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     let gateway = loaded.config.gateway.clone();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portico: cannot start the control runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // etcd mode: the file gives the gateway section; routes and the rest come from etcd.
+    let (snapshot, cluster) = match cluster::boot(&rt, &path, &loaded.config, snapshot) {
+        Ok(ok) => ok,
+        Err(code) => return code,
+    };
     let running = match portico_proxy::start(&gateway, snapshot) {
         Ok(r) => Arc::new(r),
         Err(e) => {
@@ -90,16 +107,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     let reloader = Arc::new(portico_control::Reloader::new(path, running.clone(), gateway));
-
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("portico: cannot start the control runtime: {e}");
-            running.shutdown();
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = rt.block_on(control_loop(reloader));
+    let outcome = rt.block_on(control_loop(reloader, cluster));
     running.shutdown();
     match outcome {
         Ok(()) => {
@@ -114,15 +122,26 @@ fn run(path: PathBuf) -> ExitCode {
 }
 
 /// Watches the file and the signals until SIGTERM or SIGINT.
-async fn control_loop(reloader: Arc<portico_control::Reloader>) -> std::io::Result<()> {
+async fn control_loop(
+    reloader: Arc<portico_control::Reloader>,
+    cluster: Option<cluster::Cluster>,
+) -> std::io::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(portico_control::watch_file(reloader.clone(), stop_rx));
+    let node = cluster.as_ref().map(|c| c.node.clone());
+    let watcher = match cluster {
+        Some(c) => tokio::spawn(c.node.run(reloader.clone(), c.resume, stop_rx)),
+        None => tokio::spawn(portico_control::watch_file(reloader.clone(), stop_rx)),
+    };
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                if let Some(n) = &node {
+                    n.resync();
+                    continue;
+                }
                 let r = reloader.clone();
                 let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
             }

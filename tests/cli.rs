@@ -174,7 +174,7 @@ routes:
 "#,
     );
     assert_eq!(code, 1, "{out}");
-    for location in ["gateway.admin", "upstreams[0].scheme", "gateway.config_store"] {
+    for location in ["gateway.admin", "upstreams[0].scheme"] {
         assert_error_at(&out, location, "not supported yet");
     }
 }

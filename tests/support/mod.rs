@@ -24,6 +24,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod etcd;
 pub mod gateway;
 pub mod jwks;
 pub mod ports;
@@ -32,6 +33,7 @@ pub mod upstream;
 pub mod upstream_tls;
 
 pub use client::{Client, RawConn, RawResponse, Resp};
+pub use etcd::EtcdServer;
 pub use gateway::{Gateway, PREAMBLE, validate};
 pub use jwks::JwksServer;
 pub use ports::{Blackhole, free_port, refused_addr};

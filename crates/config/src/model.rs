@@ -153,6 +153,10 @@ pub struct ConfigStore {
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub prefix: Option<String>,
+    /// etcd only: where the last applied config is kept for a start while etcd is down.
+    /// Default: beside the config file.
+    #[serde(default)]
+    pub cache: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

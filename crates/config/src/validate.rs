@@ -2,7 +2,9 @@
 //! and features that are not built yet refused out loud rather than ignored.
 
 use crate::error::{ConfigErrors, join};
-use crate::model::{Balancer, Config, PassHost, Redis, Scheme, StoreKind, Upstream, UpstreamRef, UpstreamTls};
+use crate::model::{
+    Balancer, Config, ConfigStore, PassHost, Redis, Scheme, StoreKind, Upstream, UpstreamRef, UpstreamTls,
+};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -108,12 +110,13 @@ fn gateway(config: &Config, errors: &mut ConfigErrors) {
         redis(r, errors);
     }
     if g.config_store.kind == StoreKind::Etcd {
+        etcd_store(&g.config_store, errors);
+    } else if !g.config_store.endpoints.is_empty() || g.config_store.prefix.is_some() || g.config_store.cache.is_some()
+    {
         errors.push(
-            "gateway.config_store.type",
-            "not supported yet: only the file store is built",
+            "gateway.config_store",
+            "endpoints, prefix and cache only apply to type: etcd",
         );
-    } else if !g.config_store.endpoints.is_empty() || g.config_store.prefix.is_some() {
-        errors.push("gateway.config_store", "endpoints and prefix only apply to type: etcd");
     }
     if g.access_log.format != "json" {
         errors.push(
@@ -281,6 +284,46 @@ fn redis(r: &Redis, errors: &mut ConfigErrors) {
     }
 }
 
+/// `type: etcd`: at least one `http://HOST:PORT` endpoint; a prefix like `/portico`.
+fn etcd_store(s: &ConfigStore, errors: &mut ConfigErrors) {
+    if s.endpoints.is_empty() {
+        errors.push(
+            "gateway.config_store.endpoints",
+            "at least one etcd endpoint is required",
+        );
+    }
+    for (i, e) in s.endpoints.iter().enumerate() {
+        let at = format!("gateway.config_store.endpoints[{i}]");
+        match e.strip_prefix("http://") {
+            Some(rest) if !rest.is_empty() && !rest.contains(['/', '@', '?']) && rest.contains(':') => {}
+            _ if e.starts_with("https://") => errors.push(at, "not supported yet: TLS to etcd; write http://HOST:PORT"),
+            _ => errors.push(
+                at,
+                format!("invalid etcd endpoint {:?}; write http://HOST:PORT", mask(e)),
+            ),
+        }
+    }
+    if let Some(p) = &s.prefix {
+        let ok = p.starts_with('/')
+            && p.len() > 1
+            && !p.ends_with('/')
+            && !p.contains("//")
+            && !p.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            errors.push(
+                "gateway.config_store.prefix",
+                format!("invalid prefix {p:?}; write an absolute key path without a trailing slash, like /portico"),
+            );
+        }
+    }
+    if s.cache.as_deref() == Some("") {
+        errors.push(
+            "gateway.config_store.cache",
+            "write a file path (or leave it out for the default)",
+        );
+    }
+}
+
 /// A URL with any password replaced, for error messages.
 fn mask(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -334,6 +377,39 @@ upstreams:
                 "upstreams[2].tls.ca: has no effect with verify: false",
                 "upstreams[2].tls.sni: must not be empty",
             ]
+        );
+    }
+
+    #[test]
+    fn etcd_store_endpoints_and_prefix_are_checked() {
+        let ok = errors_of(
+            r#"
+gateway:
+  listeners: [{ address: "127.0.0.1:8080" }]
+  config_store: { type: etcd, endpoints: ["http://127.0.0.1:2379"], prefix: /portico }
+"#,
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+        let errs = errors_of(
+            r#"
+gateway:
+  listeners: [{ address: "127.0.0.1:8080" }]
+  config_store: { type: etcd, endpoints: ["127.0.0.1:2379", "https://e:2379"], prefix: portico/ }
+"#,
+        )
+        .join("\n");
+        for want in [
+            "gateway.config_store.endpoints[0]: invalid etcd endpoint",
+            "gateway.config_store.endpoints[1]: not supported yet",
+            "gateway.config_store.prefix: invalid prefix",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+        let none =
+            errors_of("gateway: { listeners: [{ address: \"127.0.0.1:8080\" }], config_store: { type: etcd } }\n");
+        assert_eq!(
+            none,
+            vec!["gateway.config_store.endpoints: at least one etcd endpoint is required"]
         );
     }
 

@@ -7,7 +7,11 @@ use std::sync::{Arc, Mutex};
 
 /// Reads, validates and compiles the file at `path`, reporting every error at once.
 pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors> {
-    let loaded = portico_config::load_unvalidated(path)?;
+    compile(portico_config::load_unvalidated(path)?)
+}
+
+/// Validates and compiles a parsed config, wherever it came from (a file, the cluster store).
+pub fn compile(loaded: Loaded) -> Result<(Loaded, Snapshot), ConfigErrors> {
     let mut errors = portico_config::validate::validate(&loaded.config);
     match portico_proxy::compile(&loaded.config, &loaded.hash) {
         Ok(snapshot) if errors.is_empty() => Ok((loaded, snapshot)),
@@ -85,11 +89,30 @@ impl Reloader {
     /// Applies the file if it changed and is valid; logs what happened and why.
     pub fn reload(&self, trigger: &'static str) -> Outcome {
         let _serial = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let (loaded, snapshot) = match load_and_compile(&self.path) {
+        self.swap_in(portico_config::load_unvalidated(&self.path), trigger, &|at| {
+            at.to_owned()
+        })
+    }
+
+    /// Applies a config that came from elsewhere (the cluster store) through the same
+    /// validate, compile and swap as a file reload. `locate` turns an error's location
+    /// (`routes[3].upstream`) into where the user finds it (the store key).
+    pub fn apply(&self, loaded: Loaded, trigger: &'static str, locate: &dyn Fn(&str) -> String) -> Outcome {
+        let _serial = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.swap_in(Ok(loaded), trigger, locate)
+    }
+
+    fn swap_in(
+        &self,
+        loaded: Result<Loaded, ConfigErrors>,
+        trigger: &'static str,
+        locate: &dyn Fn(&str) -> String,
+    ) -> Outcome {
+        let (loaded, snapshot) = match loaded.and_then(compile) {
             Ok(ok) => ok,
             Err(errors) => {
                 for e in &errors.0 {
-                    tracing::error!(target: "portico::reload", location = %e.location, "{}", e.message);
+                    tracing::error!(target: "portico::reload", location = %locate(&e.location), "{}", e.message);
                 }
                 tracing::error!(
                     target: "portico::reload",

@@ -1,0 +1,162 @@
+//! One stored document: JSON in the shape the YAML file writes, decoded into the config model
+//! with the same strictness (unknown keys are errors), and the file side that produces them.
+
+use crate::layout::{Key, Kind};
+use portico_config::{ConfigErrors, Consumer, PluginMap, Route, Upstream};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A decoded resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    Upstream(Upstream),
+    Consumer(Consumer),
+    Route(Route),
+    GlobalPlugins(PluginMap),
+}
+
+/// Decodes the document stored at `key`. The document's own id, when it gives one, must be
+/// the key's; when it leaves it out, the key's id is taken.
+pub fn decode(key: &Key, bytes: &[u8]) -> Result<(Value, Resource), String> {
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    if let Some(field) = key.kind.id_field() {
+        let Value::Object(map) = &mut value else {
+            return Err("expected a JSON object".into());
+        };
+        match map.get(field) {
+            None => {
+                map.insert(field.to_owned(), Value::String(key.id.clone()));
+            }
+            Some(Value::String(id)) if *id == key.id => {}
+            Some(other) => return Err(format!("{field} {other} does not match the key's {:?}", key.id)),
+        }
+    }
+    let resource = match key.kind {
+        Kind::Upstream => Resource::Upstream(typed(&value)?),
+        Kind::Consumer => Resource::Consumer(typed(&value)?),
+        Kind::Route => Resource::Route(typed(&value)?),
+        Kind::GlobalPlugins => Resource::GlobalPlugins(typed(&value)?),
+    };
+    Ok((value, resource))
+}
+
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })
+}
+
+/// The documents a declarative file describes: every route, upstream and consumer, and the
+/// global plugins (when there are any), as JSON with `${VAR}` already substituted.
+pub fn from_file(path: &Path) -> Result<BTreeMap<Key, Value>, ConfigErrors> {
+    let at = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| one(&at, format!("cannot read: {e}")))?;
+    let mut root: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| one(&at, format!("invalid YAML: {e}")))?;
+    let mut errors = ConfigErrors::default();
+    portico_config::env::substitute(&mut root, "", &|name| std::env::var(name).ok(), &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut docs = BTreeMap::new();
+    let serde_yaml::Value::Mapping(map) = root else {
+        return Ok(docs);
+    };
+    for kind in [Kind::Upstream, Kind::Consumer, Kind::Route] {
+        let Some(serde_yaml::Value::Sequence(items)) = map.get(kind.section()) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{}[{i}]", kind.section());
+            match to_json(item) {
+                Ok(value) => {
+                    let id = kind
+                        .id_field()
+                        .and_then(|f| value.get(f))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    docs.insert(Key::new(kind, id), value);
+                }
+                Err(e) => errors.push(at, e),
+            }
+        }
+    }
+    match map.get("global_plugins").map(to_json) {
+        Some(Ok(Value::Object(m))) if m.is_empty() => {}
+        Some(Ok(Value::Null)) | None => {}
+        Some(Ok(value)) => {
+            docs.insert(Key::global_plugins(), value);
+        }
+        Some(Err(e)) => errors.push("global_plugins", e),
+    }
+    errors.into_result(docs)
+}
+
+fn to_json(v: &serde_yaml::Value) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| format!("cannot be stored as JSON: {e}"))
+}
+
+fn one(at: &str, message: String) -> ConfigErrors {
+    let mut e = ConfigErrors::default();
+    e.push(at, message);
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_decodes_with_the_models_strictness() {
+        let key = Key::new(Kind::Route, "a");
+        let (value, res) = decode(&key, br#"{"paths": ["/a"], "upstream": "u"}"#).unwrap();
+        assert_eq!(value["id"], "a");
+        let Resource::Route(r) = res else { panic!("not a route") };
+        assert_eq!(r.id, "a");
+
+        let err = decode(&key, br#"{"id": "a", "paths": ["/a"], "pathz": 1}"#).unwrap_err();
+        assert!(err.contains("pathz"), "{err}");
+        let err = decode(&key, br#"{"id": "b", "paths": ["/a"]}"#).unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+        let err = decode(&key, b"{not json").unwrap_err();
+        assert!(err.contains("invalid JSON"), "{err}");
+        let err = decode(
+            &Key::new(Kind::Upstream, "u"),
+            br#"{"nodes": [{"address": "h:1", "weight": "x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("nodes[0].weight"), "{err}");
+    }
+
+    #[test]
+    fn a_file_gives_one_document_per_resource() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(
+            &path,
+            r#"
+gateway: { listeners: [{ address: "127.0.0.1:1" }] }
+upstreams: [{ id: u, nodes: [{ address: "h:1" }], timeout: { connect: 1s } }]
+consumers: [{ username: alice, credentials: { key-auth: { key: k } } }]
+routes: [{ id: r, paths: [/r], upstream: u }]
+global_plugins: {}
+"#,
+        )
+        .unwrap();
+        let docs = from_file(&path).unwrap();
+        let keys: Vec<String> = docs.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, ["upstream u", "consumer alice", "route r"]);
+        assert_eq!(docs[&Key::new(Kind::Upstream, "u")]["timeout"]["connect"], "1s");
+        for (key, value) in &docs {
+            decode(key, value.to_string().as_bytes()).unwrap();
+        }
+    }
+}

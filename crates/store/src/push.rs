@@ -1,0 +1,251 @@
+//! `portico push`: make the store hold exactly a declarative file's resources.
+//!
+//! Read everything (one range get at revision R), diff against the file as JSON values, and
+//! write the difference in ONE transaction that succeeds only if nothing under the prefix
+//! changed since R and every key it touches is as read. A concurrent writer makes the push
+//! fail with nothing written; run it again.
+
+use crate::client::{Stored, connect, load};
+use crate::document;
+use crate::layout::{DEFAULT_PREFIX, Key, range_start};
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use portico_config::{ConfigErrors, StoreKind};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+/// What one resource's push does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    pub key: Key,
+    /// The document to write; `None` for a delete.
+    pub value: Option<Value>,
+    /// The stored version's mod revision; 0 for a create.
+    pub mod_revision: i64,
+}
+
+impl Change {
+    /// `would create route users-api`
+    pub fn planned(&self) -> String {
+        let verb = match self.action {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        };
+        format!("would {verb} {}", self.key)
+    }
+}
+
+impl fmt::Display for Change {
+    /// `created route users-api`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.action {
+            Action::Create => "created",
+            Action::Update => "updated",
+            Action::Delete => "deleted",
+        };
+        write!(f, "{verb} {}", self.key)
+    }
+}
+
+/// The changes that turn `stored` into `desired`, in key order. A stored document that is not
+/// valid JSON differs from any desired one.
+pub fn diff(desired: &BTreeMap<Key, Value>, stored: &[Stored]) -> Vec<Change> {
+    let stored: BTreeMap<&Key, &Stored> = stored.iter().map(|s| (&s.key, s)).collect();
+    let mut changes = Vec::new();
+    for (key, value) in desired {
+        match stored.get(key) {
+            None => changes.push(Change {
+                action: Action::Create,
+                key: key.clone(),
+                value: Some(value.clone()),
+                mod_revision: 0,
+            }),
+            Some(s) if serde_json::from_slice::<Value>(&s.value).ok().as_ref() != Some(value) => changes.push(Change {
+                action: Action::Update,
+                key: key.clone(),
+                value: Some(value.clone()),
+                mod_revision: s.mod_revision,
+            }),
+            Some(_) => {}
+        }
+    }
+    for (key, s) in stored {
+        if !desired.contains_key(key) {
+            changes.push(Change {
+                action: Action::Delete,
+                key: key.clone(),
+                value: None,
+                mod_revision: s.mod_revision,
+            });
+        }
+    }
+    changes.sort_by(|a, b| a.key.cmp(&b.key));
+    changes
+}
+
+/// The one transaction that applies `changes` if the store is still at `revision`.
+pub fn transaction(prefix: &str, revision: i64, changes: &[Change]) -> Txn {
+    let start = range_start(prefix);
+    // Nothing under the prefix was created or modified after the read...
+    let mut guards = vec![Compare::mod_revision(start.clone(), CompareOp::Less, revision + 1).with_prefix()];
+    let mut ops = Vec::with_capacity(changes.len());
+    for c in changes {
+        let path = c.key.path(prefix);
+        // ...and every key written or deleted is still as read (this also sees deletions).
+        guards.push(match c.action {
+            Action::Create => Compare::version(path.clone(), CompareOp::Equal, 0),
+            Action::Update | Action::Delete => Compare::mod_revision(path.clone(), CompareOp::Equal, c.mod_revision),
+        });
+        ops.push(match &c.value {
+            Some(v) => TxnOp::put(path, v.to_string(), None),
+            None => TxnOp::delete(path, None::<DeleteOptions>),
+        });
+    }
+    Txn::new().when(guards).and_then(ops)
+}
+
+/// What a push did.
+#[derive(Debug)]
+pub struct Pushed {
+    pub changes: Vec<Change>,
+    /// The store's revision after the write; `None` when nothing was written.
+    pub revision: Option<i64>,
+}
+
+/// `portico push -c FILE [--dry-run]`: validates the file as `portico validate` does, pushes
+/// it to the etcd store it names, and writes what changed to `out`.
+pub fn run(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<(), String> {
+    let shown = path.display();
+    let gateway = match portico_control::load_and_compile(path) {
+        Ok((loaded, _)) => loaded.config.gateway,
+        Err(errors) => return Err(format!("invalid config {shown}:\n{}", indent(&errors))),
+    };
+    let store = &gateway.config_store;
+    if store.kind != StoreKind::Etcd {
+        return Err(format!(
+            "{shown} does not name a cluster store: set gateway.config_store to {{ type: etcd, endpoints: [...], prefix: ... }}"
+        ));
+    }
+    let prefix = store.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+    let desired =
+        document::from_file(path).map_err(|errors| format!("invalid config {shown}:\n{}", indent(&errors)))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let pushed = rt.block_on(push(&store.endpoints, prefix, &desired, dry_run))?;
+    let write = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"));
+    for c in &pushed.changes {
+        let line = if dry_run { c.planned() } else { c.to_string() };
+        write(out, line)?;
+    }
+    let n = pushed.changes.len();
+    let summary = match pushed.revision {
+        _ if n == 0 => format!("no changes: {prefix} already holds {shown}"),
+        _ if dry_run => format!("dry run: {n} change(s), nothing written"),
+        Some(rev) => format!("pushed {n} change(s) to {prefix} (revision {rev})"),
+        None => format!("pushed {n} change(s) to {prefix}"),
+    };
+    write(out, summary)
+}
+
+fn indent(errors: &ConfigErrors) -> String {
+    errors.0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Reads the store, diffs, and (unless `dry_run`) writes the difference in one transaction.
+pub async fn push(
+    endpoints: &[String],
+    prefix: &str,
+    desired: &BTreeMap<Key, Value>,
+    dry_run: bool,
+) -> Result<Pushed, String> {
+    let mut client = connect(endpoints).await?;
+    let (stored, revision) = load(&mut client, prefix).await?;
+    let changes = diff(desired, &stored);
+    if dry_run || changes.is_empty() {
+        return Ok(Pushed {
+            changes,
+            revision: None,
+        });
+    }
+    let resp = client.txn(transaction(prefix, revision, &changes)).await.map_err(|e| {
+        let hint = if e.to_string().contains("too many operations") {
+            " (etcd's --max-txn-ops limits how many resources one push may change)"
+        } else {
+            ""
+        };
+        format!("cannot write to etcd: {e}{hint}; nothing was written")
+    })?;
+    if !resp.succeeded() {
+        return Err(format!(
+            "the store under {prefix} changed since it was read at revision {revision} \
+             (a concurrent push or admin write); nothing was written: run push again"
+        ));
+    }
+    Ok(Pushed {
+        changes,
+        revision: resp.header().map(|h| h.revision()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Kind;
+    use serde_json::json;
+
+    fn stored(kind: Kind, id: &str, value: &str, rev: i64) -> Stored {
+        let key = Key::new(kind, id);
+        Stored {
+            full_key: key.path("/p"),
+            key,
+            value: value.as_bytes().to_vec(),
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn the_diff_creates_updates_and_deletes_by_json_value() {
+        let desired: BTreeMap<Key, Value> = [
+            (Key::new(Kind::Route, "same"), json!({"id": "same", "paths": ["/a"]})),
+            (
+                Key::new(Kind::Route, "changed"),
+                json!({"id": "changed", "paths": ["/b"]}),
+            ),
+            (Key::new(Kind::Route, "new"), json!({"id": "new", "paths": ["/c"]})),
+            (Key::new(Kind::Upstream, "broken"), json!({"id": "broken", "nodes": []})),
+        ]
+        .into();
+        let stored = [
+            stored(Kind::Route, "same", r#"{ "paths": ["/a"],  "id": "same" }"#, 5),
+            stored(Kind::Route, "changed", r#"{"id": "changed", "paths": ["/x"]}"#, 6),
+            stored(Kind::Route, "gone", r#"{"id": "gone", "paths": ["/g"]}"#, 7),
+            stored(Kind::Upstream, "broken", "{not json", 8),
+        ];
+        let got: Vec<String> = diff(&desired, &stored).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "updated upstream broken",
+                "updated route changed",
+                "deleted route gone",
+                "created route new"
+            ]
+        );
+        let changes = diff(&desired, &stored);
+        assert_eq!(changes[2].mod_revision, 7);
+        assert_eq!(changes[3].mod_revision, 0);
+    }
+}
