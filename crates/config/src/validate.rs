@@ -152,9 +152,6 @@ fn upstream(u: &Upstream, at: &str, errors: &mut ConfigErrors) {
     if u.hash_on.is_some() && u.balancer != Balancer::ConsistentHash {
         errors.push(join(at, "hash_on"), "only applies to balancer: consistent_hash");
     }
-    if matches!(u.scheme, Scheme::Grpc | Scheme::Grpcs) {
-        errors.push(join(at, "scheme"), "not supported yet: grpc upstreams are not built");
-    }
     if let Some(tls) = &u.tls {
         upstream_tls(u.scheme, tls, &join(at, "tls"), errors);
     }
@@ -434,7 +431,6 @@ routes:
             "upstreams[0].nodes[0].address: invalid address",
             "upstreams[0].upstream_host: required by pass_host: rewrite",
             "upstreams[1].id: duplicate upstream id",
-            "upstreams[1].scheme: not supported yet",
             "routes[0].methods[0]: unknown method",
             "routes[0].upstream: missing",
             "routes[1].id: duplicate route id",

@@ -7,14 +7,16 @@
 
 use crate::error::ProxyError;
 use crate::forward;
+use crate::grpc;
 use crate::pool::{ConnectError, Key, Pool};
 use crate::timed_io;
 use crate::upgrade;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, request};
 use http_body::Body as _;
 use hyper::upgrade::OnUpgrade;
+use portico_config::Scheme;
 use portico_plugins::{Body, Ctx};
-use portico_upstream::{InFlight, Upstream, now_us};
+use portico_upstream::{InFlight, Node, Upstream, now_us};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +47,9 @@ pub async fn call(
     body: Body,
     info: &mut UpstreamInfo,
 ) -> Result<Response<Body>, ProxyError> {
-    let upgrade = parts.version == Version::HTTP_11 && forward::is_upgrade(&parts.headers);
+    // gRPC upstreams are spoken to in HTTP/2, which has no `Upgrade`.
+    let h2 = matches!(up.scheme, Scheme::Grpc | Scheme::Grpcs);
+    let upgrade = !h2 && parts.version == Version::HTTP_11 && forward::is_upgrade(&parts.headers);
     let client_upgrade = if upgrade {
         parts.extensions.remove::<OnUpgrade>()
     } else {
@@ -81,13 +85,19 @@ pub async fn call(
         forward::upstream_host(&mut parts.headers, cx, up, node);
         let may_retry = attempt < attempts && tried.len < up.nodes.len();
 
-        let key = Key::new(node, up.read_timeout, up.send_timeout);
+        let key = Key::new(node, up.read_timeout, up.send_timeout, h2);
         let mut pooled = pool.checkout(key);
         // A replayable request keeps a copy of its headers for a replay: on the next node after
         // a 502-504, or on a new connection when a pooled one turns out closed by the upstream
         // (the race every keep-alive pool has; nginx replays in that case too).
         let keep = retry_on_status && (may_retry || pooled.is_some());
-        let mut req = build(&mut parts, &uri, body.take().unwrap_or_default(), keep);
+        let mut req = build(
+            &mut parts,
+            &uri,
+            body.take().unwrap_or_default(),
+            keep,
+            h2.then_some(node),
+        );
         let resp = loop {
             let fresh = pooled.is_none();
             let mut sender = match pooled.take() {
@@ -105,8 +115,23 @@ pub async fn call(
                     }
                 },
             };
-            // The socket's own timers bound the wait (see timed_io): no per-request timer here.
-            match sender.try_send_request(req).await {
+            // The socket's own timers bound the wait (see timed_io): no per-request timer here,
+            // but on a shared HTTP/2 connection, where other streams' bytes keep the socket
+            // busy, a stream waits for its response head at most `timeout.read`.
+            let sent = if h2 {
+                match tokio::time::timeout(up.read_timeout, sender.send(req)).await {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        tracing::debug!(target: "portico::proxy", node = %node.address, "upstream stream timed out");
+                        up.report(idx, None);
+                        info.duration = Some(start.elapsed());
+                        return Err(ProxyError::UpstreamTimeout);
+                    }
+                }
+            } else {
+                sender.send(req).await
+            };
+            match sent {
                 Ok(resp) => {
                     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
                         pool.put(key, sender);
@@ -121,7 +146,7 @@ pub async fn call(
                         _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
                         // A pooled connection the upstream had just closed: replay on a new one.
                         None if !fresh && !timed_out && retry_on_status => {
-                            req = build(&mut parts, &uri, Body::Empty, may_retry);
+                            req = build(&mut parts, &uri, Body::Empty, may_retry, h2.then_some(node));
                         }
                         _ => {
                             tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");
@@ -198,7 +223,8 @@ impl Tried {
 }
 
 /// The upstream request for one attempt; the headers are moved out of `parts` unless `keep`.
-fn build(parts: &mut request::Parts, uri: &Uri, body: Body, keep: bool) -> Request<Body> {
+/// `h2_node`: the node of a gRPC upstream, whose request is made an HTTP/2 one.
+fn build(parts: &mut request::Parts, uri: &Uri, body: Body, keep: bool, h2_node: Option<&Node>) -> Request<Body> {
     let headers = if keep {
         parts.headers.clone()
     } else {
@@ -208,6 +234,9 @@ fn build(parts: &mut request::Parts, uri: &Uri, body: Body, keep: bool) -> Reque
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri.clone();
     *req.headers_mut() = headers;
+    if let Some(node) = h2_node {
+        grpc::prepare(&mut req, node.tls.is_some(), &node.address);
+    }
     req
 }
 

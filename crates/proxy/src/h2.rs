@@ -46,7 +46,7 @@ pub async fn starts_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
 }
 
 #[derive(Clone, Copy)]
-struct LocalExec;
+pub(crate) struct LocalExec;
 
 impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
     fn execute(&self, fut: F) {

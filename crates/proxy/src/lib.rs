@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod forward;
 mod framing;
+mod grpc;
 mod h2;
 mod head_guard;
 mod logged_body;

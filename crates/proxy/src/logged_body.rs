@@ -52,10 +52,13 @@ impl http_body::Body for LoggedBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.bytes += data.len() as u64;
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.bytes += data.len() as u64;
+            } else if let (Some(trailers), Some(p)) = (frame.trailers_ref(), this.pending.as_mut()) {
+                // A gRPC call's outcome comes last, in the trailers.
+                p.record.grpc_status = crate::grpc::status(trailers).or(p.record.grpc_status);
+            }
         }
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
             this.slots.clear();

@@ -183,17 +183,11 @@ fn finish(
     if let Some(p) = pending.as_mut() {
         p.record.status = resp.status().as_u16();
         if grpc {
-            p.record.grpc_status = grpc_status(resp.headers());
+            p.record.grpc_status = crate::grpc::status(resp.headers());
         }
     }
     sample.status = resp.status();
     resp.map(|b| LoggedBody::new(b, pending, sample))
-}
-
-/// `grpc-status` of a trailers-only answer (or of trailers), if any.
-pub fn grpc_status(headers: &HeaderMap) -> Option<u16> {
-    let v = headers.get(reply::GRPC_STATUS)?;
-    std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a new UUID v4.

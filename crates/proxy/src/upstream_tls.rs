@@ -28,3 +28,20 @@ where
             ConnectError::Tls
         })
 }
+
+/// A `grpcs` node must speak HTTP/2: ALPN chose `h2`, or the server ignores ALPN (then
+/// HTTP/2 is tried with prior knowledge). A node that chose `http/1.1` cannot carry gRPC.
+pub fn require_h2<T>(stream: &TlsStream<T>, node: &str) -> Result<(), ConnectError> {
+    match stream.get_ref().1.alpn_protocol() {
+        None | Some(b"h2") => Ok(()),
+        Some(other) => {
+            tracing::warn!(
+                target: "portico::upstream_tls",
+                node,
+                alpn = %String::from_utf8_lossy(other),
+                "grpcs upstream did not negotiate HTTP/2 (ALPN h2)"
+            );
+            Err(ConnectError::Tls)
+        }
+    }
+}
