@@ -265,8 +265,18 @@ impl Node {
         let (reloader, state) = (reloader.clone(), state.clone());
         let (gateway, prefix, cache_path) = (self.gateway.clone(), self.prefix.clone(), self.cache.clone());
         let outcome = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let locate = state.locator(&prefix);
             let outcome = reloader.apply(state.to_loaded(&gateway), trigger, &locate);
+            if outcome == Outcome::Applied {
+                tracing::info!(
+                    target: "portico::store",
+                    revision,
+                    documents = state.docs.len(),
+                    compile_ms = started.elapsed().as_millis() as u64,
+                    "etcd revision applied"
+                );
+            }
             if outcome == Outcome::Applied
                 && let Err(e) = cache::write(&cache_path, &prefix, revision, &state)
             {

@@ -27,24 +27,41 @@ pub struct Detail {
     pub error: Option<String>,
 }
 
+/// Called with the new detail after every change (to feed `/healthz`).
+pub type Subscriber = Box<dyn Fn(&Detail) + Send + Sync>;
+
 /// Shared between the node's sync loop and whoever reports on it.
-#[derive(Debug)]
-pub struct Status(Mutex<Detail>);
+pub struct Status {
+    detail: Mutex<Detail>,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
 
 impl Status {
     pub fn new(prefix: &str, serving_from: Source, revision: i64) -> Self {
-        Status(Mutex::new(Detail {
-            store: "etcd",
-            prefix: prefix.to_owned(),
-            connected: serving_from == Source::Etcd,
-            serving_from,
-            revision,
-            error: None,
-        }))
+        Status {
+            detail: Mutex::new(Detail {
+                store: "etcd",
+                prefix: prefix.to_owned(),
+                connected: serving_from == Source::Etcd,
+                serving_from,
+                revision,
+                error: None,
+            }),
+            subscribers: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn detail(&self) -> Detail {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.detail.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Calls `f` now and after every change.
+    pub fn subscribe(&self, f: impl Fn(&Detail) + Send + Sync + 'static) {
+        f(&self.detail());
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
     }
 
     /// The same as JSON, for `/healthz`.
@@ -53,6 +70,22 @@ impl Status {
     }
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut Detail)) {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let now = {
+            let mut d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+            let before = d.clone();
+            f(&mut d);
+            (*d != before).then(|| d.clone())
+        };
+        if let Some(now) = now {
+            for s in self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                s(&now);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Status").field(&self.detail()).finish()
     }
 }

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Cluster mode on etcd: how fast a push reaches every node, and what config churn costs.
+#
+#   benches/cluster.sh                              # 10,000 routes, 3 nodes, defaults below
+#   ROUTES=200 CHANGES=2 DURATION=2s benches/cluster.sh    # a smoke run
+#   PORTICO_BIN=target/debug/portico ...            # use this binary instead of building release
+#
+# 1. One etcd (own data dir, free loopback ports); a declarative file with ROUTES mock routes
+#    plus `/probe` (a mock answering its version) is pushed in one transaction.
+# 2. NODES `portico run` processes follow the prefix (one worker each).
+# 3. Propagation: CHANGES times, the file changes ONE route (`/probe`'s body) and is pushed;
+#    measured from the start of the push until every node answers the new body (polled with
+#    curl). Printed per change, then the median and the max. The target: under 1000 ms.
+# 4. Throughput on node 1 (wrk, CONNECTIONS connections, DURATION): steady, then while a
+#    push changes one route every second. Printed as req/s and the churn/steady ratio.
+#
+# Everything a run writes stays in BENCH_OUT (default target/bench/cluster-DATE).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROUTES=${ROUTES:-10000}
+NODES=${NODES:-3}
+CHANGES=${CHANGES:-10}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/cluster-$(date +%Y%m%d-%H%M%S)}
+PREFIX=/portico-bench
+
+log() { printf '[cluster %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+command -v etcd >/dev/null || die "etcd not found: apt-get install etcd-server"
+command -v wrk >/dev/null || die "wrk not found: apt-get install wrk"
+command -v curl >/dev/null || die "curl not found"
+
+mkdir -p "$BENCH_OUT"
+if [[ -z ${PORTICO_BIN:-} ]]; then
+    log "building release portico"
+    (cd "$ROOT" && cargo build --release --quiet)
+    PORTICO_BIN=$ROOT/target/release/portico
+fi
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# --- etcd --------------------------------------------------------------------------------
+ETCD_PORT=$(free_port)
+PEER_PORT=$(free_port)
+ETCD=http://127.0.0.1:$ETCD_PORT
+etcd --name bench --data-dir "$BENCH_OUT/etcd" \
+    --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+    --listen-peer-urls "http://127.0.0.1:$PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
+    --initial-cluster "bench=http://127.0.0.1:$PEER_PORT" \
+    --max-txn-ops $((ROUTES + 100)) --max-request-bytes $((64 * 1024 * 1024)) \
+    --quota-backend-bytes $((4 * 1024 * 1024 * 1024)) \
+    --logger zap --log-level warn >"$BENCH_OUT/etcd.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+    curl -sf "$ETCD/health" | grep -q '"health":"true"' && break
+    sleep 0.1
+done
+curl -sf "$ETCD/health" | grep -q '"health":"true"' || die "etcd did not start (see $BENCH_OUT/etcd.log)"
+
+# --- the declarative file ------------------------------------------------------------------
+FILE=$BENCH_OUT/cluster.yaml
+write_file() { # write_file VERSION
+    {
+        cat <<YAML
+gateway:
+  listeners: [{ address: "127.0.0.1:1" }]
+  config_store: { type: etcd, endpoints: ["$ETCD"], prefix: $PREFIX }
+routes:
+  - { id: probe, paths: [/probe], plugins: { mock: { body: "v$1" } } }
+  - { id: hot, paths: [/hot], plugins: { mock: { body: "hot" } } }
+YAML
+        for i in $(seq 1 "$ROUTES"); do
+            echo "  - { id: r$i, paths: [\"/svc$i/{id}\", \"/svc$i/static/*\"], plugins: { mock: {} } }"
+        done
+    } >"$FILE.tmp"
+    mv "$FILE.tmp" "$FILE"
+}
+write_file 0
+log "pushing $ROUTES routes"
+start=$(now_ms)
+"$PORTICO_BIN" push -c "$FILE" | tail -1 >&2
+log "initial push: $(($(now_ms) - start)) ms"
+
+# --- nodes -------------------------------------------------------------------------------
+NODE_PORTS=()
+for n in $(seq 1 "$NODES"); do
+    port=$(free_port)
+    NODE_PORTS+=("$port")
+    cat >"$BENCH_OUT/node$n.yaml" <<YAML
+gateway:
+  listeners: [{ address: "127.0.0.1:$port" }]
+  workers: 1
+  access_log: { path: "off" }
+  config_store: { type: etcd, endpoints: ["$ETCD"], prefix: $PREFIX }
+YAML
+    "$PORTICO_BIN" run -c "$BENCH_OUT/node$n.yaml" 2>"$BENCH_OUT/node$n.log" &
+    PIDS+=($!)
+done
+wait_body() { # wait_body PORT BODY TIMEOUT_MS
+    local deadline=$(($(now_ms) + $3))
+    until [[ $(curl -s "http://127.0.0.1:$1/probe" 2>/dev/null) == "$2" ]]; do
+        (($(now_ms) < deadline)) || return 1
+        sleep 0.005
+    done
+}
+for port in "${NODE_PORTS[@]}"; do
+    wait_body "$port" v0 60000 || die "node on $port did not serve v0 (see $BENCH_OUT/node*.log)"
+done
+log "$NODES nodes serve $ROUTES routes"
+
+# --- propagation -------------------------------------------------------------------------
+times=()
+for c in $(seq 1 "$CHANGES"); do
+    write_file "$c"
+    start=$(now_ms)
+    "$PORTICO_BIN" push -c "$FILE" >/dev/null
+    pushed=$(($(now_ms) - start))
+    for port in "${NODE_PORTS[@]}"; do
+        wait_body "$port" "v$c" 10000 || die "node on $port never served v$c"
+    done
+    took=$(($(now_ms) - start))
+    times+=("$took")
+    log "change $c: push ${pushed} ms, on every node after ${took} ms"
+done
+sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+median=$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+max=$(echo "$sorted" | tail -1)
+
+# --- throughput: steady vs one change a second --------------------------------------------
+URL=http://127.0.0.1:${NODE_PORTS[0]}/hot
+rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+wrk -t1 -c"$CONNECTIONS" -d2s "$URL" >/dev/null # warm-up
+wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-steady.txt"
+(
+    c=$CHANGES
+    while true; do
+        c=$((c + 1))
+        write_file "$c"
+        "$PORTICO_BIN" push -c "$FILE" >/dev/null 2>&1 || true
+        sleep 1
+    done
+) &
+CHURN=$!
+PIDS+=("$CHURN")
+wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-churn.txt"
+kill "$CHURN" 2>/dev/null || true
+steady=$(rps "$BENCH_OUT/wrk-steady.txt")
+churn=$(rps "$BENCH_OUT/wrk-churn.txt")
+applied=$(grep -c 'config applied' "$BENCH_OUT/node1.log" || true)
+
+{
+    echo "| routes | nodes | push → every node, median | max | req/s steady | req/s, one change/s | ratio |"
+    echo "|---|---|---|---|---|---|---|"
+    printf '| %s | %s | %s ms | %s ms | %s | %s | %s |\n' "$ROUTES" "$NODES" "$median" "$max" "$steady" "$churn" \
+        "$(awk -v a="$churn" -v b="$steady" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+    echo
+    echo "node 1 applied $applied configs; raw output in $BENCH_OUT"
+} | tee "$BENCH_OUT/summary.md"
