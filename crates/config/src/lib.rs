@@ -7,6 +7,7 @@
 pub mod env;
 pub mod error;
 pub mod model;
+pub mod otel;
 pub mod parse;
 pub mod units;
 pub mod validate;

@@ -42,6 +42,9 @@ pub struct Gateway {
     /// Request-serving threads. Default: the number of CPUs.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// OpenTelemetry tracing; off when absent.
+    #[serde(default)]
+    pub tracing: Option<Tracing>,
 }
 
 impl Default for Gateway {
@@ -54,6 +57,7 @@ impl Default for Gateway {
             config_store: ConfigStore::default(),
             shutdown_timeout: default_shutdown_timeout(),
             workers: None,
+            tracing: None,
         }
     }
 }
@@ -89,6 +93,71 @@ pub struct Certificate {
 pub struct Admin {
     pub address: String,
     pub api_key: String,
+}
+
+/// `gateway.tracing`: spans exported over OTLP/HTTP (protobuf) to a collector.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// The collector's OTLP/HTTP traces URL, `http://HOST:PORT/v1/traces`.
+    pub endpoint: String,
+    /// The `service.name` resource attribute. Default `portico`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0 (a request that arrives with a `traceparent`
+    /// follows its sampled flag). Default 1.0.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    #[serde(default)]
+    pub batch: TracingBatch,
+}
+
+/// How spans are batched for export.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TracingBatch {
+    /// Most spans in one export request. Default 512.
+    #[serde(default = "default_batch_max_spans")]
+    pub max_spans: usize,
+    /// Longest a finished span waits before it is sent. Default 1s.
+    #[serde(default = "default_batch_delay")]
+    pub delay: Duration,
+    /// Spans waiting for export; past this, new spans are dropped (and counted). Default 4096.
+    #[serde(default = "default_batch_queue")]
+    pub queue: usize,
+    /// How long one export request may take. Default 5s.
+    #[serde(default = "default_batch_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for TracingBatch {
+    fn default() -> Self {
+        Self {
+            max_spans: default_batch_max_spans(),
+            delay: default_batch_delay(),
+            queue: default_batch_queue(),
+            timeout: default_batch_timeout(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "portico".into()
+}
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+fn default_batch_max_spans() -> usize {
+    512
+}
+fn default_batch_delay() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_batch_queue() -> usize {
+    4096
+}
+fn default_batch_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

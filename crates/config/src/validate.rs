@@ -109,6 +109,9 @@ fn gateway(config: &Config, errors: &mut ConfigErrors) {
     if let Some(r) = &g.redis {
         redis(r, errors);
     }
+    if let Some(t) = &g.tracing {
+        crate::otel::validate(t, "gateway.tracing", errors);
+    }
     if g.config_store.kind == StoreKind::Etcd {
         etcd_store(&g.config_store, errors);
     } else if !g.config_store.endpoints.is_empty() || g.config_store.prefix.is_some() || g.config_store.cache.is_some()

@@ -144,6 +144,7 @@ impl Reloader {
             ("workers", old.workers != new.workers),
             ("access_log", old.access_log != new.access_log),
             ("shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout),
+            ("tracing", old.tracing != new.tracing),
         ] {
             if changed {
                 tracing::warn!(target: "portico::reload", "gateway.{name} changed: it takes effect after a restart");

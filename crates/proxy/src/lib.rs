@@ -15,6 +15,8 @@ mod head_guard;
 mod logged_body;
 pub mod metrics;
 mod metrics_route;
+pub mod otel;
+mod otel_export;
 mod path;
 mod pool;
 mod server;

@@ -13,7 +13,9 @@
 use crate::server::Running;
 use crate::snapshot::Snapshot;
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
@@ -38,6 +40,9 @@ pub(crate) struct Families {
     config_info: IntGaugeVec,
     node_healthy: IntGaugeVec,
     node_inflight: IntGaugeVec,
+    pub spans_exported: IntCounter,
+    pub spans_dropped: IntCounter,
+    pub span_export_failures: IntCounter,
     /// Rendering resets and refills the node gauges: one page at a time.
     render: Mutex<()>,
 }
@@ -71,6 +76,14 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str) -> HistogramVec {
         .register(Box::new(vec.clone()))
         .expect("a metric registered once");
     vec
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("a valid metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("a metric registered once");
+    c
 }
 
 impl Families {
@@ -140,6 +153,21 @@ impl Families {
                 "portico_upstream_node_inflight",
                 "Requests sent to the node still waiting for its response head.",
                 &["upstream", "node"],
+            ),
+            spans_exported: counter(
+                &r,
+                "portico_tracing_spans_exported_total",
+                "Spans the collector accepted.",
+            ),
+            spans_dropped: counter(
+                &r,
+                "portico_tracing_spans_dropped_total",
+                "Spans dropped: the export queue was full, or the collector refused them or was unreachable.",
+            ),
+            span_export_failures: counter(
+                &r,
+                "portico_tracing_export_failures_total",
+                "Export requests that failed (collector unreachable, slow, or not answering 2xx).",
             ),
             registry: r,
             render: Mutex::new(()),

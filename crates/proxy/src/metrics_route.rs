@@ -6,6 +6,7 @@
 //! status takes the family's labelled lookup, which hashes and takes a read lock.
 
 use crate::metrics::families;
+use crate::otel::Span;
 use http::{Method, StatusCode};
 use prometheus::{Histogram, IntCounter};
 use std::sync::{Arc, OnceLock};
@@ -132,7 +133,7 @@ impl RouteMetrics {
     }
 }
 
-/// What the request path records once the response is done: kept by the response body until
+/// What the request path records once the response is done (metrics, and the trace span): kept by the response body until
 /// its last byte is sent (or the client leaves).
 #[derive(Debug)]
 pub struct Sample {
@@ -140,20 +141,27 @@ pub struct Sample {
     method: u8,
     pub status: StatusCode,
     start: Instant,
+    /// The request's trace span, when tracing is on.
+    span: Option<Box<Span>>,
 }
 
 impl Sample {
-    pub fn new(route: Arc<RouteMetrics>, method: u8, start: Instant) -> Self {
+    pub fn new(route: Arc<RouteMetrics>, method: u8, start: Instant, span: Option<Box<Span>>) -> Self {
         Sample {
             route,
             method,
             status: StatusCode::OK,
             start,
+            span,
         }
     }
 
-    /// Counts the request, its duration until now, and the response body bytes sent.
+    /// Counts the request, its duration until now, and the response body bytes sent; ends
+    /// the span.
     pub fn finish(self, bytes_sent: u64) {
+        if let Some(span) = self.span {
+            span.end(self.status.as_u16());
+        }
         let r = &self.route;
         r.count_request(self.method, self.status);
         r.duration.observe(self.start.elapsed().as_secs_f64());

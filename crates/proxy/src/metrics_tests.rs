@@ -39,7 +39,7 @@ fn requests_are_counted_by_route_method_and_status() {
         (Method::POST, 404),
         (Method::from_bytes(b"BREW").unwrap(), 418),
     ] {
-        let mut sample = Sample::new(one.clone(), method_class(&method), Instant::now());
+        let mut sample = Sample::new(one.clone(), method_class(&method), Instant::now(), None);
         sample.status = StatusCode::from_u16(status).unwrap();
         sample.finish(10);
     }

@@ -2,6 +2,7 @@
 //! `gateway.workers`, each with its own `SO_REUSEPORT` socket per listener (as nginx does).
 
 use crate::access_log::AccessLog;
+use crate::otel::Tracer;
 use crate::snapshot::Snapshot;
 use crate::worker::{self, Bound};
 use arc_swap::ArcSwap;
@@ -20,6 +21,8 @@ pub struct Shared {
     /// Bumped after each swap; workers compare it to their cached copy.
     pub generation: AtomicU64,
     pub log: Option<Arc<AccessLog>>,
+    /// Starts request spans when `gateway.tracing` is set.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 /// Why the gateway could not start.
@@ -28,6 +31,7 @@ pub enum StartError {
     Bind { address: SocketAddr, error: std::io::Error },
     AccessLog { path: String, error: std::io::Error },
     Thread(std::io::Error),
+    Tracing(std::io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -36,6 +40,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind { address, error } => write!(f, "cannot listen on {address}: {error}"),
             StartError::AccessLog { path, error } => write!(f, "cannot open access log {path}: {error}"),
             StartError::Thread(e) => write!(f, "cannot start worker thread: {e}"),
+            StartError::Tracing(e) => write!(f, "cannot start the span exporter: {e}"),
         }
     }
 }
@@ -91,6 +96,10 @@ pub fn start(gateway: &Gateway, snapshot: Snapshot) -> Result<Running, StartErro
         snapshot: ArcSwap::from_pointee(snapshot),
         generation: AtomicU64::new(0),
         log,
+        tracer: match &gateway.tracing {
+            Some(t) => Some(Tracer::start(t).map_err(StartError::Tracing)?),
+            None => None,
+        },
     });
     let (shutdown, rx) = watch::channel(false);
     let drain = gateway.shutdown_timeout.get();
@@ -154,6 +163,10 @@ impl Running {
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         for w in workers {
             let _ = w.join();
+        }
+        // Every response is done: the spans still queued go out now, not with the process.
+        if let Some(t) = &self.shared.tracer {
+            t.flush(self.drain.clamp(Duration::from_secs(1), Duration::from_secs(5)));
         }
     }
 }

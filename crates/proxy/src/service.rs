@@ -48,6 +48,16 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     };
     // A gRPC client gets the gateway's own errors as gRPC statuses (see `finish`).
     let grpc = reply::is_grpc(req.headers());
+    let mut span = (w.shared.tracer.as_ref()).map(|t| {
+        t.start_span(
+            req.headers(),
+            host.as_ref(),
+            req.method(),
+            req.uri(),
+            peer.scheme,
+            client_ip,
+        )
+    });
     let mut pending = w.shared.log.as_ref().map(|log| {
         Box::new(Pending {
             log: log.clone(),
@@ -78,7 +88,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
             ProxyError::Malformed(why).into_response(&request_id),
             &request_id,
             pending,
-            Sample::new(RouteMetrics::unrouted().clone(), method, start),
+            Sample::new(RouteMetrics::unrouted().clone(), method, start, span),
             grpc,
         );
     }
@@ -93,7 +103,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         .router
         .find(route_host, req.method(), &normalized, req.headers())
     else {
-        let sample = Sample::new(RouteMetrics::unrouted().clone(), method, start);
+        let sample = Sample::new(RouteMetrics::unrouted().clone(), method, start, span);
         return finish(
             ProxyError::NoRoute.into_response(&request_id),
             &request_id,
@@ -126,6 +136,9 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         None => match cx.upstream.as_ref().or(route.upstream.as_ref()) {
             Some(up) => {
                 route.metrics.received(body.size_hint().exact().unwrap_or(0));
+                if let Some(s) = &span {
+                    s.propagate(&mut parts.headers);
+                }
                 // request-size-limit on a body of unknown length: count it as it streams.
                 let (body, limit) = match cx.body_limit {
                     Some(max) if !body.is_end_stream() => {
@@ -150,6 +163,10 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
     }
     let (mut rparts, rbody) = resp.into_parts();
     route.chain.run_response(&mut cx, &mut rparts);
+    if let Some(s) = span.as_mut() {
+        let upstream = cx.upstream.as_ref().or(route.upstream.as_ref()).map(|u| &u.id);
+        s.set_route(&route.id, upstream, info.addr.as_ref(), info.status);
+    }
     if let Some(p) = pending.as_mut() {
         let r = &mut p.record;
         r.route_id = Some(route.id.clone());
@@ -159,7 +176,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         r.upstream_status = info.status;
         r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);
     }
-    let sample = Sample::new(route.metrics.clone(), method, start);
+    let sample = Sample::new(route.metrics.clone(), method, start, span);
     let mut resp = finish(Response::from_parts(rparts, rbody), &request_id, pending, sample, grpc);
     // limit-conn's places are held until the body is done (or dropped with it).
     resp.body_mut().hold(std::mem::take(&mut cx.conn_slots));
