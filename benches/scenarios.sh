@@ -197,3 +197,16 @@ scenario_ratelimit_redis() {
     } >"$config"
     DESC="rate-limit, policy redis (sliding window, key ip, one Lua call per request), never exceeded"
 }
+
+# OpenTelemetry tracing on, every request sampled (sample_ratio 1.0): a span per request,
+# traceparent sent upstream, spans batched and posted as OTLP/HTTP protobuf to the upstream
+# nginx, which answers any POST with 200 (a sink sharing the load core). Compare with
+# `plain`; the target is >= 90% of its requests/s. The exporter thread runs on the proxy's
+# core (run.sh pins the whole process), so its cost is counted; the gateway logs how many
+# spans were exported and dropped when it stops (stderr.log).
+scenario_tracing() {
+    local config=$1 listen=$2 upstream=$3
+    scenario_plain "$@"
+    sed -i "s|^  workers: 1\$|  workers: 1\n  tracing: { endpoint: \"http://$upstream/v1/traces\", sample_ratio: 1.0 }|" "$config"
+    DESC="1 route (/*), plain proxying + OpenTelemetry tracing (all sampled, OTLP/HTTP to a sink)"
+}

@@ -153,8 +153,18 @@ impl Tracer {
                 Err(_) => return false,
             }
         }
-        done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
+        let flushed = done
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok();
+        let f = crate::metrics::families();
+        tracing::info!(
+            target: "portico::tracing",
+            flushed,
+            exported = f.spans_exported.get(),
+            dropped = f.spans_dropped.get(),
+            "span exporter flushed"
+        );
+        flushed
     }
 }
 
