@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request or response body.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub enum Body {
     /// No bytes at all.
     #[default]
@@ -24,6 +24,20 @@ pub enum Body {
     Incoming(hyper::body::Incoming),
     /// A client's body of unknown length that may not exceed a limit (request-size-limit).
     Limited(Box<Limited>),
+    /// Any other streaming body (an upstream response read by the proxy's own HTTP/1 client).
+    Boxed(Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send>>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => f.debug_tuple("Body::Full").field(b).finish(),
+            Body::Incoming(b) => f.debug_tuple("Body::Incoming").field(b).finish(),
+            Body::Limited(l) => f.debug_tuple("Body::Limited").field(l).finish(),
+            Body::Boxed(_) => f.write_str("Body::Boxed(..)"),
+        }
+    }
 }
 
 /// A streaming body that fails the read crossing its limit, so nothing past it is forwarded.
@@ -93,6 +107,7 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Body::Boxed(b) => b.as_mut().poll_frame(cx),
             Body::Limited(l) => {
                 let polled = Pin::new(&mut l.inner).poll_frame(cx).map_err(Into::into);
                 if let Poll::Ready(Some(Ok(frame))) = &polled
@@ -116,6 +131,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
             Body::Incoming(b) => b.is_end_stream(),
+            Body::Boxed(b) => b.is_end_stream(),
             Body::Limited(l) => l.inner.is_end_stream(),
         }
     }
@@ -125,6 +141,7 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(b) => b.size_hint(),
+            Body::Boxed(b) => b.size_hint(),
             Body::Limited(l) => l.inner.size_hint(),
         }
     }

@@ -32,7 +32,7 @@ mod request_transformer;
 mod response_transformer;
 mod traffic_split;
 
-pub use body::Body;
+pub use body::{Body, BoxError};
 pub use chain::{Chain, compile_chain};
 pub use consumers::{Consumer, Consumers};
 pub use ctx::{Ctx, RateLimitInfo};

@@ -8,11 +8,12 @@
 use crate::error::ProxyError;
 use crate::forward;
 use crate::grpc;
+use crate::h1::{self, Answer, SendError};
 use crate::pool::{ConnectError, Key, Pool};
-use crate::timed_io;
 use crate::upgrade;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, request};
+use http::{HeaderValue, Method, Request, Response, Uri, Version, request};
 use http_body::Body as _;
+use hyper::client::conn::http2;
 use hyper::upgrade::OnUpgrade;
 use portico_config::Scheme;
 use portico_plugins::{Body, Ctx};
@@ -86,30 +87,20 @@ pub async fn call(
         let may_retry = attempt < attempts && tried.len < up.nodes.len();
 
         let key = Key::new(node, up.read_timeout, up.send_timeout, h2);
-        let mut pooled = pool.checkout(key);
-        // A replayable request keeps a copy of its headers for a replay: on the next node after
-        // a 502-504, or on a new connection when a pooled one turns out closed by the upstream
-        // (the race every keep-alive pool has; nginx replays in that case too).
-        let keep = retry_on_status && (may_retry || pooled.is_some());
-        let mut req = build(
-            &mut parts,
-            &uri,
-            body.take().unwrap_or_default(),
-            keep,
-            h2.then_some(node),
-        );
-        let resp = loop {
+        let mut pooled = if h2 {
+            pool.checkout_h2(key).map(Link::H2)
+        } else {
+            h1::checkout(key).map(Link::H1)
+        };
+        let answer = loop {
             let fresh = pooled.is_none();
-            let mut sender = match pooled.take() {
-                Some(s) => s,
-                None => match pool.connect(key, node, up.connect_timeout).await {
-                    Ok(s) => s,
+            let link = match pooled.take() {
+                Some(l) => l,
+                None => match Link::connect(pool, key, node, up.connect_timeout).await {
+                    Ok(l) => l,
                     Err(e) => {
                         up.report(idx, None);
-                        // Nothing was sent: hand the request back for the next node.
-                        let (p, b) = req.into_parts();
-                        parts.headers = p.headers;
-                        body = Some(b);
+                        // Nothing was sent: the body stays for the next node.
                         last_err = e.into();
                         break None;
                     }
@@ -118,60 +109,44 @@ pub async fn call(
             // The socket's own timers bound the wait (see timed_io): no per-request timer here,
             // but on a shared HTTP/2 connection, where other streams' bytes keep the socket
             // busy, a stream waits for its response head at most `timeout.read`.
-            let sent = if h2 {
-                match tokio::time::timeout(up.read_timeout, sender.send(req)).await {
-                    Ok(sent) => sent,
-                    Err(_) => {
-                        tracing::debug!(target: "portico::proxy", node = %node.address, "upstream stream timed out");
-                        up.report(idx, None);
-                        info.duration = Some(start.elapsed());
-                        return Err(ProxyError::UpstreamTimeout);
-                    }
-                }
-            } else {
-                sender.send(req).await
+            let req_body = body.take().unwrap_or_default();
+            let sent = match link {
+                Link::H1(conn) => conn.send(&parts.method, &uri, &parts.headers, req_body).await,
+                Link::H2(sender) => send_h2(sender, &parts, &uri, req_body, node, up.read_timeout).await,
             };
             match sent {
-                Ok(resp) => {
-                    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-                        pool.put(key, sender);
+                Ok(answer) => break Some(answer),
+                Err(SendError::Body(_)) => return Err(ProxyError::Malformed("invalid request body")),
+                // The shared HTTP/2 connection closed before the request left: open a new one.
+                Err(SendError::Unsent(b)) if !fresh => body = Some(b),
+                // A pooled connection the upstream had just closed (the race every keep-alive
+                // pool has): replay on a new connection when the request can be replayed, as
+                // nginx does.
+                Err(SendError::Closed) if !fresh && retry_on_status => body = Some(Body::Empty),
+                Err(e) => {
+                    tracing::debug!(target: "portico::proxy", node = %node.address, error = %e, "upstream failed");
+                    up.report(idx, None);
+                    let err = if e.is_timeout() {
+                        ProxyError::UpstreamTimeout
+                    } else {
+                        ProxyError::UpstreamFailed
+                    };
+                    if retry_on_status && may_retry {
+                        // Idempotent, no body, no response yet: another node may answer
+                        // (as nginx's default `proxy_next_upstream error timeout`).
+                        last_err = err;
+                        body = Some(Body::Empty);
+                        break None;
                     }
-                    break Some(resp);
-                }
-                Err(mut e) => {
-                    let timed_out = timed_io::is_timeout(e.error());
-                    match e.take_message() {
-                        // A pooled connection closed under us before the request left: open a new one.
-                        Some(unsent) if !fresh => req = unsent,
-                        _ if e.error().is_user() => return Err(ProxyError::Malformed("invalid request body")),
-                        // A pooled connection the upstream had just closed: replay on a new one.
-                        None if !fresh && !timed_out && retry_on_status => {
-                            req = build(&mut parts, &uri, Body::Empty, may_retry, h2.then_some(node));
-                        }
-                        _ => {
-                            tracing::debug!(target: "portico::proxy", node = %node.address, error = %e.error(), "upstream failed");
-                            up.report(idx, None);
-                            let err = if timed_out {
-                                ProxyError::UpstreamTimeout
-                            } else {
-                                ProxyError::UpstreamFailed
-                            };
-                            if retry_on_status && may_retry {
-                                // Idempotent, no body, no response yet: another node may answer
-                                // (as nginx's default `proxy_next_upstream error timeout`).
-                                last_err = err;
-                                body = Some(Body::Empty);
-                                break None;
-                            }
-                            return Err(err);
-                        }
-                    }
+                    return Err(err);
                 }
             }
         };
-        let Some(resp) = resp else { continue };
-
-        let status = resp.status();
+        let Some(answer) = answer else { continue };
+        let status = match &answer {
+            Answer::Response(r) => r.status(),
+            Answer::Upgrade(p, _) => p.status,
+        };
         up.report(idx, Some(status.as_u16()));
         node.state.observe_latency(sent_at.elapsed(), now_us());
         info.status = Some(status.as_u16());
@@ -181,12 +156,13 @@ pub async fn call(
             body = Some(Body::Empty);
             continue;
         }
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(upgrade::tunnel(client_upgrade, resp));
-        }
+        let resp = match answer {
+            Answer::Upgrade(p, conn) => return Ok(upgrade::tunnel(client_upgrade, p, conn)),
+            Answer::Response(r) => r,
+        };
         let (mut rparts, rbody) = resp.into_parts();
         forward::response_headers(&mut rparts.headers, false);
-        return Ok(Response::from_parts(rparts, Body::Incoming(rbody)));
+        return Ok(Response::from_parts(rparts, rbody));
     }
     info.duration = Some(start.elapsed());
     Err(last_err)
@@ -222,22 +198,47 @@ impl Tried {
     }
 }
 
-/// The upstream request for one attempt; the headers are moved out of `parts` unless `keep`.
-/// `h2_node`: the node of a gRPC upstream, whose request is made an HTTP/2 one.
-fn build(parts: &mut request::Parts, uri: &Uri, body: Body, keep: bool, h2_node: Option<&Node>) -> Request<Body> {
-    let headers = if keep {
-        parts.headers.clone()
-    } else {
-        std::mem::take(&mut parts.headers)
-    };
+/// A connection to send one request on.
+enum Link {
+    /// Exclusively this request's until its response body is read.
+    H1(Box<h1::Conn>),
+    /// A handle on the node's shared HTTP/2 connection (gRPC upstreams).
+    H2(http2::SendRequest<Body>),
+}
+
+impl Link {
+    async fn connect(pool: &Pool, key: Key, node: &Node, timeout: Duration) -> Result<Link, ConnectError> {
+        if key.h2 {
+            pool.connect_h2(key, node, timeout).await.map(Link::H2)
+        } else {
+            h1::Conn::connect(key, node, timeout).await.map(Link::H1)
+        }
+    }
+}
+
+/// One request as an HTTP/2 stream on the node's shared connection.
+async fn send_h2(
+    mut sender: http2::SendRequest<Body>,
+    parts: &request::Parts,
+    uri: &Uri,
+    body: Body,
+    node: &Node,
+    read_timeout: Duration,
+) -> Result<Answer, SendError> {
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri.clone();
-    *req.headers_mut() = headers;
-    if let Some(node) = h2_node {
-        grpc::prepare(&mut req, node.tls.is_some(), &node.address);
+    *req.headers_mut() = parts.headers.clone();
+    grpc::prepare(&mut req, node.tls.is_some(), &node.address);
+    match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
+        Err(_) => Err(SendError::Io(std::io::ErrorKind::TimedOut.into())),
+        Ok(Ok(resp)) => Ok(Answer::Response(resp.map(Body::Incoming))),
+        Ok(Err(mut e)) => match e.take_message() {
+            Some(unsent) => Err(SendError::Unsent(unsent.into_body())),
+            None if e.error().is_user() => Err(SendError::Body(e.into_error().into())),
+            None => Err(SendError::Io(std::io::Error::other(e.into_error()))),
+        },
     }
-    req
 }
 
 /// The path and query only: an upstream gets origin-form even if the client sent absolute-form.

@@ -10,6 +10,7 @@ mod error;
 mod forward;
 mod framing;
 mod grpc;
+mod h1;
 mod h2;
 mod head_guard;
 mod logged_body;

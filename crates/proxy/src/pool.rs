@@ -1,52 +1,31 @@
-//! Keep-alive connections to upstream nodes, one pool per worker thread (no lock, no sharing).
+//! Connections to upstream nodes: what makes two of them interchangeable ([`Key`]), opening
+//! one (TCP, then TLS for `https`/`grpcs` nodes) within the connect timeout, and the HTTP/2
+//! connections of gRPC upstreams.
 //!
-//! A connection goes back to the pool as soon as its response head arrives; hyper reports it
-//! ready again (`is_ready`) only once that response's body has been read to the end, and
-//! closed (`is_closed`) if the body was abandoned or the upstream hung up. Checkout takes the
-//! most recently used ready connection, which keeps the hot set small and warm.
-//!
-//! gRPC upstreams (`scheme: grpc | grpcs`) get one HTTP/2 connection per node and worker,
-//! shared by every request of that worker: streams are multiplexed on it, so it is never
-//! checked out, only cloned.
+//! HTTP/1.1 connections are exclusive to one request at a time; their idle list lives in
+//! [`crate::h1`]. gRPC upstreams (`scheme: grpc | grpcs`) get one HTTP/2 connection per node
+//! and worker, shared by every request of that worker: streams are multiplexed on it, so it
+//! is never checked out, only cloned.
 
 use crate::timed_io::TimedIo;
 use crate::{grpc, upstream_tls};
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
 use portico_plugins::Body;
 use portico_upstream::Node;
+use portico_upstream::tls::NodeTls;
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
-
-/// A connection to send one request on.
-pub enum Sender {
-    /// Exclusively this request's until its response body is read.
-    H1(http1::SendRequest<Body>),
-    /// A handle on the node's shared HTTP/2 connection.
-    H2(http2::SendRequest<Body>),
-}
-
-impl Sender {
-    /// Sends `req`; a request that never left comes back in the error.
-    pub async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
-        match self {
-            Sender::H1(s) => s.try_send_request(req).await,
-            Sender::H2(s) => s.try_send_request(req).await,
-        }
-    }
-}
-
-/// Idle connections kept per node; past this a returned connection is simply closed.
-const MAX_IDLE_PER_NODE: usize = 512;
+use tokio_rustls::client::TlsStream;
 
 /// Connections are shared only between requests that agree on the node, its timeouts and
 /// its TLS settings (plain and TLS connections never mix, nor do two TLS configurations).
@@ -76,9 +55,9 @@ impl Key {
 /// An HTTP/2 connection being opened, and then its outcome.
 type Opening = OnceCell<Result<http2::SendRequest<Body>, ConnectError>>;
 
+/// The HTTP/2 connections of one worker.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<FxHashMap<Key, Vec<http1::SendRequest<Body>>>>,
     shared: RefCell<FxHashMap<Key, http2::SendRequest<Body>>>,
     /// HTTP/2 connections being opened: every request that wants one awaits the same.
     connecting: RefCell<FxHashMap<Key, Rc<Opening>>>,
@@ -94,54 +73,26 @@ pub enum ConnectError {
 }
 
 impl Pool {
-    /// A ready pooled connection to `addr` (for HTTP/2, the shared one), if there is one.
-    pub fn checkout(&self, key: Key) -> Option<Sender> {
-        if key.h2 {
-            let mut shared = self.shared.borrow_mut();
-            let s = shared.get(&key)?;
-            if s.is_closed() {
-                shared.remove(&key);
-                return None;
-            }
-            return Some(Sender::H2(s.clone()));
+    /// The node's shared HTTP/2 connection, if it has one that is still open.
+    pub fn checkout_h2(&self, key: Key) -> Option<http2::SendRequest<Body>> {
+        let mut shared = self.shared.borrow_mut();
+        let s = shared.get(&key)?;
+        if s.is_closed() {
+            shared.remove(&key);
+            return None;
         }
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&key)?;
-        while let Some(i) = list.iter().rposition(|s| s.is_ready() || s.is_closed()) {
-            let s = list.swap_remove(i);
-            if s.is_ready() {
-                return Some(Sender::H1(s));
-            }
-        }
-        None
+        Some(s.clone())
     }
 
-    /// Returns a connection whose response head has arrived; hyper keeps it busy until the
-    /// body is read. (An HTTP/2 handle is simply dropped: its connection stays shared.)
-    pub fn put(&self, key: Key, sender: Sender) {
-        let Sender::H1(sender) = sender else { return };
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(key).or_default();
-        if list.len() >= MAX_IDLE_PER_NODE {
-            list.retain(|s| !s.is_closed());
-        }
-        if list.len() < MAX_IDLE_PER_NODE {
-            list.push(sender);
-        }
-    }
-
-    /// Opens a new connection to `node` within `timeout` (TCP connect and, for a TLS node,
-    /// the handshake); its driver runs as a task on this worker. Requests that want an
-    /// HTTP/2 connection while one is being opened wait for that one rather than open more.
-    pub async fn connect(&self, key: Key, node: &Node, timeout: Duration) -> Result<Sender, ConnectError> {
-        if !key.h2 {
-            let io = bounded(timeout, open(key, node)).await?;
-            let sender = match &node.tls {
-                None => handshake(io, key.addr).await?,
-                Some(tls) => handshake(upstream_tls::connect(io, tls, &node.address).await?, key.addr).await?,
-            };
-            return Ok(Sender::H1(sender));
-        }
+    /// Opens the node's HTTP/2 connection within `timeout` (TCP connect and, for a TLS node,
+    /// the handshake); its driver runs as a task on this worker. Requests that want it while
+    /// it is being opened wait for that one rather than open more.
+    pub async fn connect_h2(
+        &self,
+        key: Key,
+        node: &Node,
+        timeout: Duration,
+    ) -> Result<http2::SendRequest<Body>, ConnectError> {
         let cell = self.connecting.borrow_mut().entry(key).or_default().clone();
         let result = cell
             .get_or_init(|| bounded(timeout, connect_h2(key, node)))
@@ -155,7 +106,85 @@ impl Pool {
                 self.shared.borrow_mut().insert(key, s.clone());
             }
         }
-        result.map(Sender::H2)
+        result
+    }
+}
+
+/// An HTTP/1.1 upstream connection, plain or TLS, with nginx-style socket timeouts underneath.
+pub enum Stream {
+    Plain(TimedIo<TcpStream>),
+    Tls(Box<TlsStream<TimedIo<TcpStream>>>),
+}
+
+/// Opens a new HTTP/1.1 connection within `timeout`: TCP to `key.addr`, then the TLS
+/// handshake when the node has `tls` (`name` is the node as configured, for logs).
+pub async fn connect(key: Key, tls: Option<&NodeTls>, name: &str, timeout: Duration) -> Result<Stream, ConnectError> {
+    bounded(timeout, async {
+        let io = open(key, name).await?;
+        Ok(match tls {
+            None => Stream::Plain(io),
+            Some(tls) => Stream::Tls(Box::new(upstream_tls::connect(io, tls, name).await?)),
+        })
+    })
+    .await
+}
+
+impl Stream {
+    fn timed(&self) -> &TimedIo<TcpStream> {
+        match self {
+            Stream::Plain(io) => io,
+            Stream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// How long since bytes last moved either way.
+    pub fn since_progress(&self) -> Duration {
+        self.timed().since_progress()
+    }
+
+    /// Whether the upstream has neither closed the connection nor (on plain HTTP) sent
+    /// anything while it sat idle. Costs a syscall only when the reactor saw the socket
+    /// become readable; it peeks, so bytes under TLS (a session ticket) stay for TLS to read.
+    pub fn still_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.timed().get_ref().poll_peek(&mut cx, &mut buf) {
+            Poll::Pending => true,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => false,
+            // Unasked-for bytes on plain HTTP can only be garbage or an early close notice.
+            Poll::Ready(Ok(_)) => matches!(self, Stream::Tls(_)),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Stream::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Stream::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(io) => Pin::new(io).poll_flush(cx),
+            Stream::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Stream::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -167,10 +196,9 @@ async fn bounded<T>(timeout: Duration, fut: impl Future<Output = Result<T, Conne
 }
 
 /// A TCP connection to the node, with the upstream's I/O timeouts.
-async fn open(key: Key, node: &Node) -> Result<TimedIo<TcpStream>, ConnectError> {
-    let addr = key.addr;
-    let stream = TcpStream::connect(addr).await.map_err(|e| {
-        tracing::debug!(target: "portico::pool", node = %node.address, error = %e, "connect failed");
+async fn open(key: Key, name: &str) -> Result<TimedIo<TcpStream>, ConnectError> {
+    let stream = TcpStream::connect(key.addr).await.map_err(|e| {
+        tracing::debug!(target: "portico::pool", node = name, error = %e, "connect failed");
         ConnectError::Refused
     })?;
     // Small request/response writes must not wait for Nagle.
@@ -180,7 +208,7 @@ async fn open(key: Key, node: &Node) -> Result<TimedIo<TcpStream>, ConnectError>
 
 /// An HTTP/2 connection to a gRPC node: h2c, or TLS that chose (or ignored) ALPN `h2`.
 async fn connect_h2(key: Key, node: &Node) -> Result<http2::SendRequest<Body>, ConnectError> {
-    let io = open(key, node).await?;
+    let io = open(key, &node.address).await?;
     match &node.tls {
         None => grpc::handshake(io, key.addr).await,
         Some(tls) => {
@@ -189,25 +217,4 @@ async fn connect_h2(key: Key, node: &Node) -> Result<http2::SendRequest<Body>, C
             grpc::handshake(io, key.addr).await
         }
     }
-}
-
-/// HTTP/1.1 over `io`, the connection driven by a task on this worker.
-async fn handshake<T>(io: T, addr: SocketAddr) -> Result<http1::SendRequest<Body>, ConnectError>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // Requests to upstreams are mostly small: one flattened write beats a vectored one,
-    // and a fixed read buffer skips hyper's adaptive sizing on every response.
-    let (sender, conn) = http1::Builder::new()
-        .writev(false)
-        .read_buf_exact_size(Some(16 * 1024))
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|_| ConnectError::Refused)?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(target: "portico::pool", %addr, error = %e, "upstream connection ended");
-        }
-    });
-    Ok(sender)
 }

@@ -41,19 +41,15 @@ impl<T> TimedIo<T> {
     }
 }
 
-/// Whether `e` (or what caused it) is one of these timeouts.
-pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err
-            .downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        cur = err.source();
+impl<T> TimedIo<T> {
+    pub fn get_ref(&self) -> &T {
+        &self.io
     }
-    false
+
+    /// How long since bytes last moved either way.
+    pub fn since_progress(&self) -> std::time::Duration {
+        self.last_progress.elapsed()
+    }
 }
 
 fn timed_out(what: &str) -> io::Error {
@@ -148,7 +144,7 @@ mod tests {
         b.read_exact(&mut got).await.expect("peer reads");
         let mut buf = [0u8; 8];
         let err = io.read(&mut buf).await.expect_err("times out");
-        assert!(is_timeout(&err));
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test(start_paused = true)]
