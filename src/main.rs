@@ -87,6 +87,19 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     let gateway = loaded.config.gateway.clone();
+    // Bound before the listeners, so a taken admin port stops `run` before it serves.
+    let admin = match gateway
+        .admin
+        .as_ref()
+        .map(|a| portico_admin::bind(&a.address))
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("portico: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -106,8 +119,22 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match (admin, &gateway.admin) {
+        (Some(bound), Some(cfg)) => match bound.serve(admin_api(cfg, &gateway, &path, &running)) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("portico: {e}");
+                running.shutdown();
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let reloader = Arc::new(portico_control::Reloader::new(path, running.clone(), gateway));
     let outcome = rt.block_on(control_loop(reloader, cluster));
+    if let Some(admin) = admin {
+        admin.shutdown();
+    }
     running.shutdown();
     match outcome {
         Ok(()) => {
@@ -119,6 +146,22 @@ fn run(path: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The admin API on the live snapshot of `running`; with the file store, writes are refused.
+fn admin_api(
+    cfg: &portico_config::Admin,
+    gateway: &portico_config::Gateway,
+    path: &std::path::Path,
+    running: &Arc<portico_proxy::Running>,
+) -> portico_admin::Admin {
+    let live = running.clone();
+    let store = gateway.config_store.kind;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let writer = Arc::new(portico_admin::FileStore { path });
+    let metrics = running.clone();
+    portico_admin::Admin::new(&cfg.api_key, store, Arc::new(move || live.snapshot()), writer)
+        .metrics(Arc::new(move || portico_proxy::metrics::render(&metrics)))
 }
 
 /// Watches the file and the signals until SIGTERM or SIGINT.

@@ -157,23 +157,6 @@ rouets: []
 }
 
 #[test]
-fn features_not_built_yet_are_refused_out_loud() {
-    let (code, out) = validate(
-        r#"
-gateway:
-  listeners:
-    - address: "127.0.0.1:18080"
-  admin: { address: "127.0.0.1:19180", api_key: secret }
-  config_store: { type: etcd, endpoints: ["http://127.0.0.1:2379"], prefix: /portico }
-routes:
-  - { id: a, paths: [/a], plugins: { mock: {} } }
-"#,
-    );
-    assert_eq!(code, 1, "{out}");
-    assert_error_at(&out, "gateway.admin", "not supported yet");
-}
-
-#[test]
 fn plugins_not_built_yet_are_refused_out_loud() {
     let (code, out) = validate(
         r#"

@@ -2,7 +2,8 @@
 //!
 //! A config is YAML text with `{{name}}` placeholders: `{{listen}}`, `{{listen1}}`, ... become
 //! free loopback addresses (kept across [`Gateway::rewrite_config`]), `{{dir}}` the temporary
-//! directory, `{{access_log}}` a file in it, and any other name a value given with
+//! directory, `{{access_log}}` a file in it, `{{admin}}` a free loopback address for the admin
+//! API ([`Gateway::admin_url`]), and any other name a value given with
 //! [`GatewayBuilder::var`] (typically an upstream's address).
 
 use crate::support::{DEADLINE, eventually, ports::free_port};
@@ -36,6 +37,8 @@ pub struct Gateway {
     config: PathBuf,
     vars: BTreeMap<String, String>,
     listeners: Vec<SocketAddr>,
+    /// `{{admin}}`, when the config uses it: waited for like a listener.
+    admin: Option<SocketAddr>,
     access_log: PathBuf,
 }
 
@@ -88,6 +91,14 @@ routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{a}}" }] } }]
     /// `http://127.0.0.1:PORT{path}` on the first listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr())
+    }
+
+    /// `http://ADMIN{path}` on the `{{admin}}` address.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin.expect("the config has no {{admin}} address")
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -288,6 +299,10 @@ impl GatewayBuilder {
                 .collect();
             listen.sort_by_key(|(k, _)| (k.len(), (*k).clone()));
             let listeners: Vec<SocketAddr> = listen.iter().map(|(_, v)| v.parse().expect("listen addr")).collect();
+            let admin = self
+                .yaml
+                .contains("{{admin}}")
+                .then(|| vars["admin"].parse().expect("admin addr"));
 
             let access_log = if self.yaml.contains("{{access_log}}") {
                 access_log
@@ -311,6 +326,7 @@ impl GatewayBuilder {
                 config,
                 vars,
                 listeners,
+                admin,
                 access_log,
             };
             match gw.wait_listening().await {
@@ -340,7 +356,7 @@ impl Gateway {
             // same free port for.
             if self.stderr().contains("serving") {
                 let mut all = true;
-                for addr in &self.listeners {
+                for addr in self.listeners.iter().chain(&self.admin) {
                     if tokio::net::TcpStream::connect(addr).await.is_err() {
                         all = false;
                         break;
@@ -374,7 +390,7 @@ fn render(yaml: &str, vars: &mut BTreeMap<String, String>) -> String {
             .find("}}")
             .unwrap_or_else(|| panic!("unclosed {{{{ in config: {rest}"));
         let name = after[..close].trim();
-        if name.starts_with("listen") && !vars.contains_key(name) {
+        if (name.starts_with("listen") || name == "admin") && !vars.contains_key(name) {
             vars.insert(name.to_owned(), format!("127.0.0.1:{}", free_port()));
         }
         let value = vars

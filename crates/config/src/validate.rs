@@ -3,7 +3,7 @@
 
 use crate::error::{ConfigErrors, join};
 use crate::model::{
-    Balancer, Config, ConfigStore, PassHost, Redis, Scheme, StoreKind, Upstream, UpstreamRef, UpstreamTls,
+    Admin, Balancer, Config, ConfigStore, PassHost, Redis, Scheme, StoreKind, Upstream, UpstreamRef, UpstreamTls,
 };
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -103,8 +103,8 @@ fn gateway(config: &Config, errors: &mut ConfigErrors) {
             errors.push(join(&at, "tls.certificates"), "at least one certificate is required");
         }
     }
-    if g.admin.is_some() {
-        errors.push("gateway.admin", "not supported yet: the admin API is not built");
+    if let Some(a) = &g.admin {
+        admin(a, &seen, errors);
     }
     if let Some(r) = &g.redis {
         redis(r, errors);
@@ -252,6 +252,43 @@ pub fn http_method(m: &str) -> Option<String> {
 /// RFC 9110 `tchar`.
 pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The shortest admin API key accepted: 16 characters (128 bits as hex from `openssl rand -hex 16`
+/// is 32). A short key is refused, not warned about: the admin API shows the whole config.
+pub const ADMIN_KEY_MIN: usize = 16;
+
+/// `gateway.admin`: an `IP:PORT` of its own, and a key that can be sent as a header value.
+/// The key itself never appears in a message.
+fn admin(a: &Admin, listeners: &HashSet<SocketAddr>, errors: &mut ConfigErrors) {
+    match a.address.parse::<SocketAddr>() {
+        Ok(addr) if listeners.contains(&addr) => errors.push(
+            "gateway.admin.address",
+            format!("{addr} is also a listener; give the admin API its own port"),
+        ),
+        Ok(_) => {}
+        Err(_) => errors.push(
+            "gateway.admin.address",
+            format!("invalid address {:?}; write IP:PORT", a.address),
+        ),
+    }
+    let key = &a.api_key;
+    if key.is_empty() {
+        errors.push("gateway.admin.api_key", "required (sent by clients as X-API-Key)");
+    } else if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        errors.push(
+            "gateway.admin.api_key",
+            "only visible ASCII characters (no spaces): it is sent as a header value",
+        );
+    } else if key.len() < ADMIN_KEY_MIN {
+        errors.push(
+            "gateway.admin.api_key",
+            format!(
+                "too short ({} characters): at least {ADMIN_KEY_MIN}; generate one with `openssl rand -hex 32`",
+                key.len()
+            ),
+        );
+    }
 }
 
 /// `gateway.redis`: one `url`, or cluster seed `urls`; every URL `redis://`.
@@ -414,10 +451,29 @@ gateway:
     }
 
     #[test]
+    fn admin_is_checked_and_its_key_never_shown() {
+        let base = r#"gateway: { listeners: [{ address: "127.0.0.1:8080" }], admin: ADMIN }"#;
+        let errs = |admin: &str| errors_of(&base.replace("ADMIN", admin)).join("\n");
+        assert_eq!(errs(r#"{ address: "127.0.0.1:9180", api_key: 0123456789abcdef }"#), "");
+        assert!(errs(r#"{ address: "127.0.0.1:8080", api_key: 0123456789abcdef }"#).contains("also a listener"));
+        assert!(
+            errs(r#"{ address: "localhost", api_key: 0123456789abcdef }"#).contains("gateway.admin.address: invalid")
+        );
+        assert!(errs(r#"{ address: "127.0.0.1:9180", api_key: "" }"#).contains("gateway.admin.api_key: required"));
+        let spaced = errs(r#"{ address: "127.0.0.1:9180", api_key: "secret with spaces!" }"#);
+        assert!(
+            spaced.contains("visible ASCII") && !spaced.contains("secret with"),
+            "{spaced}"
+        );
+        let short = errs(r#"{ address: "127.0.0.1:9180", api_key: s3cr3t }"#);
+        assert!(short.contains("too short") && !short.contains("s3cr3t"), "{short}");
+    }
+
+    #[test]
     fn every_error_at_once() {
         let errs = errors_of(
             r#"
-gateway: { listeners: [{ address: "nope" }], workers: 0, admin: { address: "127.0.0.1:9180", api_key: k } }
+gateway: { listeners: [{ address: "nope" }], workers: 0, admin: { address: "127.0.0.1:9180", api_key: short } }
 upstreams:
   - { id: u, nodes: [{ address: "127.0.0.1" }], pass_host: rewrite }
   - { id: u, nodes: [{ address: "h:1" }], scheme: grpc }
@@ -429,7 +485,7 @@ routes:
         let joined = errs.join("\n");
         for want in [
             "gateway.listeners[0].address: invalid address",
-            "gateway.admin: not supported yet",
+            "gateway.admin.api_key: too short (5 characters)",
             "gateway.workers: must be at least 1",
             "upstreams[0].nodes[0].address: invalid address",
             "upstreams[0].upstream_host: required by pass_host: rewrite",

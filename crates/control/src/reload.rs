@@ -12,31 +12,8 @@ pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors>
 
 /// Validates and compiles a parsed config, wherever it came from (a file, the cluster store).
 pub fn compile(loaded: Loaded) -> Result<(Loaded, Snapshot), ConfigErrors> {
-    let mut errors = portico_config::validate::validate(&loaded.config);
-    match portico_proxy::compile(&loaded.config, &loaded.hash) {
-        Ok(snapshot) if errors.is_empty() => Ok((loaded, snapshot)),
-        Ok(_) => Err(errors),
-        Err(compile_errors) if errors.is_empty() => Err(compile_errors),
-        Err(compile_errors) => {
-            // On a config that already failed validation, compiling also trips over what
-            // validation reported (an unknown upstream, say); keep only what validation
-            // cannot see: plugins, credentials, path patterns, hash keys, health checks and
-            // TLS certificate files.
-            errors.0.extend(compile_errors.0.into_iter().filter(|e| {
-                [
-                    "plugins",
-                    ".credentials",
-                    ".paths[",
-                    ".hash_on",
-                    ".health_check",
-                    ".tls.",
-                ]
-                .iter()
-                .any(|p| e.location.contains(p))
-            }));
-            Err(errors)
-        }
-    }
+    let snapshot = portico_proxy::validate_and_compile(&loaded.config, &loaded.hash)?;
+    Ok((loaded, snapshot))
 }
 
 /// What of the listeners is fixed at start: their addresses, and which serve TLS.

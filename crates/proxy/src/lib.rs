@@ -32,4 +32,4 @@ mod worker;
 
 pub use portico_upstream::enable_active_checks;
 pub use server::{Running, StartError, start};
-pub use snapshot::{RouteEntry, Snapshot, compile};
+pub use snapshot::{RouteEntry, Snapshot, compile, validate_and_compile};

@@ -35,11 +35,43 @@ pub struct Snapshot {
     pub route_ids: Vec<Arc<str>>,
     /// The TLS listeners' certificates.
     pub tls: TlsSet,
+    /// The validated config this was compiled from, for the admin API to show.
+    pub config: Arc<Config>,
 }
 
 impl Snapshot {
     pub fn route_ids(&self) -> impl Iterator<Item = &str> {
         self.route_ids.iter().map(|id| &**id)
+    }
+}
+
+/// Validates and compiles `config`, reporting every error at once: what `portico validate`,
+/// a reload and an admin API write all check before a config may serve.
+pub fn validate_and_compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = portico_config::validate::validate(config);
+    match compile(config, hash) {
+        Ok(snapshot) if errors.is_empty() => Ok(snapshot),
+        Ok(_) => Err(errors),
+        Err(compile_errors) if errors.is_empty() => Err(compile_errors),
+        Err(compile_errors) => {
+            // On a config that already failed validation, compiling also trips over what
+            // validation reported (an unknown upstream, say); keep only what validation
+            // cannot see: plugins, credentials, path patterns, hash keys, health checks and
+            // TLS certificate files.
+            errors.0.extend(compile_errors.0.into_iter().filter(|e| {
+                [
+                    "plugins",
+                    ".credentials",
+                    ".paths[",
+                    ".hash_on",
+                    ".health_check",
+                    ".tls.",
+                ]
+                .iter()
+                .any(|p| e.location.contains(p))
+            }));
+            Err(errors)
+        }
     }
 }
 
@@ -143,6 +175,7 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
             tls,
             upstreams: all_upstreams,
             route_ids: config.routes.iter().map(|r| r.id.as_str().into()).collect(),
+            config: Arc::new(config.clone()),
         }),
         _ => Err(errors),
     }

@@ -176,6 +176,7 @@ async fn check_loop(target: Weak<Probed>) {
             async move {
                 let tls = t.nodes[i].3.as_ref();
                 let result = probe(addr, &address, tls, &t.active).await;
+                state.note_probe(result.as_ref().err().map(String::as_str));
                 if let Some(up) = state.report_active(result.is_ok(), t.active.healthy, t.active.unhealthy) {
                     if up {
                         tracing::info!(target: "portico::health", upstream = %t.upstream, node = %address, "node healthy again (active check)");

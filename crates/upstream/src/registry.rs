@@ -12,13 +12,17 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 type Registry = Mutex<HashMap<String, Weak<dyn Any + Send + Sync>>>;
 
-/// The state registered under `key` if a live config still holds it, else `make()`'s, registered.
-pub fn shared<T: Any + Send + Sync>(key: String, make: impl FnOnce() -> T) -> Arc<T> {
+fn registry() -> std::sync::MutexGuard<'static, HashMap<String, Weak<dyn Any + Send + Sync>>> {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    let mut map = REGISTRY
+    REGISTRY
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|e| e.into_inner());
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The state registered under `key` if a live config still holds it, else `make()`'s, registered.
+pub fn shared<T: Any + Send + Sync>(key: String, make: impl FnOnce() -> T) -> Arc<T> {
+    let mut map = registry();
     map.retain(|_, w| w.strong_count() > 0);
     if let Some(existing) = map.get(&key).and_then(Weak::upgrade)
         && let Ok(typed) = existing.downcast::<T>()
@@ -29,4 +33,10 @@ pub fn shared<T: Any + Send + Sync>(key: String, make: impl FnOnce() -> T) -> Ar
     let erased: Arc<dyn Any + Send + Sync> = fresh.clone();
     map.insert(key, Arc::downgrade(&erased));
     fresh
+}
+
+/// The state registered under `key` if a live config still holds it; never creates one
+/// (the admin API reads node health through this).
+pub fn get<T: Any + Send + Sync>(key: &str) -> Option<Arc<T>> {
+    registry().get(key).and_then(Weak::upgrade)?.downcast::<T>().ok()
 }

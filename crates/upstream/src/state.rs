@@ -5,8 +5,11 @@
 //! keeps its counters, circuit and health, and a new node starts healthy.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+mod view;
+pub use view::{Circuit, NodeView};
 
 /// Microseconds since the process started: cheap to store in an atomic.
 pub fn now_us() -> u64 {
@@ -38,6 +41,10 @@ pub struct NodeState {
     active_down: AtomicBool,
     active_ok: AtomicU32,
     active_fail: AtomicU32,
+    /// The last health transition, and when (µs): written on transitions only, read by the admin API.
+    last_change: Mutex<Option<(u64, String)>>,
+    /// Why the last active probe failed; cleared by a successful probe.
+    last_probe_error: Mutex<Option<String>>,
 }
 
 /// What a request to a node came to, as far as health goes.
@@ -51,7 +58,16 @@ impl NodeState {
     /// The state of `address` in upstream `upstream`: the existing one if a live snapshot
     /// still holds it, else a fresh (healthy) one. Only the control plane calls this.
     pub fn shared(upstream: &str, address: &str) -> Arc<NodeState> {
-        crate::registry::shared(format!("node\u{0}{upstream}\u{0}{address}"), NodeState::default)
+        crate::registry::shared(Self::key(upstream, address), NodeState::default)
+    }
+
+    /// The live state of `address` in upstream `upstream`, if a snapshot holds one (never creates one).
+    pub fn lookup(upstream: &str, address: &str) -> Option<Arc<NodeState>> {
+        crate::registry::get(&Self::key(upstream, address))
+    }
+
+    fn key(upstream: &str, address: &str) -> String {
+        format!("node\u{0}{upstream}\u{0}{address}")
     }
 
     /// Whether the node may be chosen now (up, and not ejected or past its cooldown).
@@ -83,6 +99,14 @@ impl NodeState {
     /// Passive health: `failures` in a row eject the node for `cooldown`; after it, one trial
     /// request decides whether the circuit closes again. Returns a transition to log, if any.
     pub fn report(&self, outcome: Outcome, failures: u32, cooldown: Duration, now: u64) -> Option<&'static str> {
+        let what = self.report_passive(outcome, failures, cooldown, now);
+        if let Some(what) = what {
+            self.record_change(now, format!("passive: {what}"));
+        }
+        what
+    }
+
+    fn report_passive(&self, outcome: Outcome, failures: u32, cooldown: Duration, now: u64) -> Option<&'static str> {
         let cooldown_us = cooldown.as_micros() as u64;
         match outcome {
             Outcome::Success => {
@@ -114,6 +138,34 @@ impl NodeState {
     /// Active health: `healthy` successes in a row bring a node up, `unhealthy` failures take
     /// it down. Returns the new state when it flips.
     pub fn report_active(&self, ok: bool, healthy: u32, unhealthy: u32) -> Option<bool> {
+        let flipped = self.count_active(ok, healthy, unhealthy);
+        match flipped {
+            Some(true) => self.record_change(
+                now_us(),
+                format!("active: up after {healthy} successful checks in a row"),
+            ),
+            Some(false) => self.record_change(
+                now_us(),
+                format!("active: down after {unhealthy} failed checks in a row"),
+            ),
+            None => {}
+        }
+        flipped
+    }
+
+    /// Remembers why the last active probe failed (`None`: it succeeded), for the admin API.
+    pub fn note_probe(&self, error: Option<&str>) {
+        let mut last = self.last_probe_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != error {
+            *last = error.map(str::to_owned);
+        }
+    }
+
+    fn record_change(&self, now: u64, what: String) {
+        *self.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, what));
+    }
+
+    fn count_active(&self, ok: bool, healthy: u32, unhealthy: u32) -> Option<bool> {
         if ok {
             self.active_fail.store(0, Relaxed);
             let n = self.active_ok.fetch_add(1, Relaxed) + 1;
