@@ -120,7 +120,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     let admin = match (admin, &gateway.admin) {
-        (Some(bound), Some(cfg)) => match bound.serve(admin_api(cfg, &gateway, &path, &running)) {
+        (Some(bound), Some(cfg)) => match bound.serve(admin_api(cfg, &gateway, &path, &running, cluster.as_ref())) {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("portico: {e}");
@@ -148,19 +148,36 @@ fn run(path: PathBuf) -> ExitCode {
     }
 }
 
-/// The admin API on the live snapshot of `running`; with the file store, writes are refused.
+/// The admin API on the live snapshot of `running`; with the file store, writes are refused
+/// (the config is the file); in etcd mode `/healthz` carries the store's status.
 fn admin_api(
     cfg: &portico_config::Admin,
     gateway: &portico_config::Gateway,
     path: &std::path::Path,
     running: &Arc<portico_proxy::Running>,
+    cluster: Option<&cluster::Cluster>,
 ) -> portico_admin::Admin {
     let live = running.clone();
     let store = gateway.config_store.kind;
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let writer = Arc::new(portico_admin::FileStore { path });
+    let writer: Arc<dyn portico_admin::ConfigWriter> = match cluster {
+        None => {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            Arc::new(portico_admin::FileStore { path })
+        }
+        Some(_) => Arc::new(portico_admin::NoWrites(
+            "admin API writes to etcd are not built yet: change the config with `portico push`".into(),
+        )),
+    };
+    let health = portico_admin::Health::default();
+    if let Some(c) = cluster {
+        let h = health.clone();
+        c.node
+            .status()
+            .subscribe(move |detail| h.set_from("config_store", detail));
+    }
     let metrics = running.clone();
     portico_admin::Admin::new(&cfg.api_key, store, Arc::new(move || live.snapshot()), writer)
+        .health(health)
         .metrics(Arc::new(move || portico_proxy::metrics::render(&metrics)))
 }
 

@@ -27,6 +27,11 @@ impl Health {
         self.lock().insert(name.to_owned(), value);
     }
 
+    /// Sets one named fact from anything serializable (`null` if it cannot be).
+    pub fn set_from<T: serde::Serialize + ?Sized>(&self, name: &str, value: &T) {
+        self.set(name, serde_json::to_value(value).unwrap_or(Value::Null));
+    }
+
     /// Removes a fact that no longer holds.
     pub fn remove(&self, name: &str) {
         self.lock().remove(name);

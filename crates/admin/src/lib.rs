@@ -58,4 +58,4 @@ pub use api::{Admin, Live, Metrics};
 pub use healthz::Health;
 pub use kind::Kind;
 pub use server::{Bound, Running, StartError, bind};
-pub use writer::{ConfigWriter, FileStore, WriteError, WriteFuture, Written};
+pub use writer::{ConfigWriter, FileStore, NoWrites, WriteError, WriteFuture, Written};

@@ -122,3 +122,21 @@ impl ConfigWriter for FileStore {
         Box::pin(async move { Err(WriteError::ReadOnly(refusal)) })
     }
 }
+
+/// A store that takes no writes through the admin API, for the reason given (409).
+#[derive(Debug, Clone)]
+pub struct NoWrites(pub String);
+
+impl ConfigWriter for NoWrites {
+    fn read_only(&self) -> Option<String> {
+        Some(self.0.clone())
+    }
+
+    fn put<'a>(&'a self, _: Kind, _: &'a str, _: &'a serde_json::Value, _: Option<u64>) -> WriteFuture<'a> {
+        Box::pin(async move { Err(WriteError::ReadOnly(self.0.clone())) })
+    }
+
+    fn delete<'a>(&'a self, _: Kind, _: &'a str, _: Option<u64>) -> WriteFuture<'a> {
+        Box::pin(async move { Err(WriteError::ReadOnly(self.0.clone())) })
+    }
+}
