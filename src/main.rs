@@ -149,7 +149,8 @@ fn run(path: PathBuf) -> ExitCode {
 }
 
 /// The admin API on the live snapshot of `running`; with the file store, writes are refused
-/// (the config is the file); in etcd mode `/healthz` carries the store's status.
+/// (the config is the file); in etcd mode writes go to etcd and `/healthz` carries the
+/// store's status.
 fn admin_api(
     cfg: &portico_config::Admin,
     gateway: &portico_config::Gateway,
@@ -164,9 +165,7 @@ fn admin_api(
             let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
             Arc::new(portico_admin::FileStore { path })
         }
-        Some(_) => Arc::new(portico_admin::NoWrites(
-            "admin API writes to etcd are not built yet: change the config with `portico push`".into(),
-        )),
+        Some(c) => Arc::new(c.node.writer()),
     };
     let health = portico_admin::Health::default();
     if let Some(c) = cluster {

@@ -7,12 +7,13 @@
 
 mod support;
 
+use hyper::Method;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use support::gateway::{Output, portico};
-use support::{Client, DEADLINE, EtcdServer, Gateway, Upstream, eventually_async};
+use support::{Client, DEADLINE, EtcdServer, Gateway, Resp, Upstream, eventually_async};
 use tempfile::TempDir;
 
 /// How soon a change must be served by every node (the spec's "within one second").
@@ -26,6 +27,18 @@ gateway:
   access_log: { path: "{{access_log}}" }
   config_store: { type: etcd, endpoints: ["{{etcd}}"], prefix: /portico-test{{cache}} }
 "#;
+
+/// A node's file with the admin API on `{{admin}}` (key [`KEY`]).
+const NODE_WITH_ADMIN: &str = r#"
+gateway:
+  listeners: [{ address: "{{listen}}" }]
+  workers: 1
+  access_log: { path: "{{access_log}}" }
+  admin: { address: "{{admin}}", api_key: admin-key-for-tests-0123456789 }
+  config_store: { type: etcd, endpoints: ["{{etcd}}"], prefix: /portico-test }
+"#;
+
+const KEY: &str = "admin-key-for-tests-0123456789";
 
 /// One etcd and a directory for the declarative files pushed to it.
 struct Cluster {
@@ -52,6 +65,14 @@ impl Cluster {
         Gateway::builder(NODE)
             .var("etcd", &self.etcd.endpoint())
             .var("cache", &cache)
+            .start()
+            .await
+    }
+
+    /// A node with the admin API.
+    async fn admin_node(&self) -> Gateway {
+        Gateway::builder(NODE_WITH_ADMIN)
+            .var("etcd", &self.etcd.endpoint())
             .start()
             .await
     }
@@ -419,4 +440,204 @@ async fn a_node_with_neither_etcd_nor_a_cache_refuses_to_start() {
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.stderr.contains("nothing to serve"), "{}", out.all());
     assert!(out.stderr.contains("no cached config"), "{}", out.all());
+}
+
+/// `METHOD /admin/...` on `node`'s admin API with the key, a JSON body, and `If-Match` if given.
+async fn admin(node: &Gateway, method: Method, path: &str, body: &str, if_match: Option<i64>) -> Resp {
+    let mut req = Client::new()
+        .request(method, &node.admin_url(path))
+        .header("x-api-key", KEY)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(rev) = if_match {
+        req = req.header("if-match", &rev.to_string());
+    }
+    req.send().await
+}
+
+fn json(r: &Resp) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+#[tokio::test]
+async fn admin_writes_on_one_node_are_served_by_every_node() {
+    let cluster = Cluster::start().await;
+    let (a, b, c) = (cluster.admin_node().await, cluster.node().await, cluster.node().await);
+    let client = Client::new();
+
+    let r = admin(
+        &a,
+        Method::PUT,
+        "/admin/routes/w",
+        r#"{"paths": ["/w"], "plugins": {"mock": {"body": "w1"}}}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rev1 = json(&r)["revision"].as_i64().expect("a revision");
+    for n in [&a, &b, &c] {
+        until_body(&client, &n.url("/w"), "w1", APPLY_DEADLINE).await;
+    }
+    let stored: serde_json::Value =
+        serde_json::from_str(&cluster.etcd.get("/portico-test/routes/w").await.unwrap()).unwrap();
+    assert_eq!(stored["plugins"]["mock"]["body"], "w1");
+
+    // Based on rev1: accepted. Based on rev1 again (stale now): 409, nothing written.
+    let r = admin(
+        &a,
+        Method::PUT,
+        "/admin/routes/w",
+        r#"{"paths": ["/w"], "plugins": {"mock": {"body": "w2"}}}"#,
+        Some(rev1),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rev2 = json(&r)["revision"].as_i64().unwrap();
+    assert!(rev2 > rev1);
+    let r = admin(
+        &a,
+        Method::PUT,
+        "/admin/routes/w",
+        r#"{"paths": ["/w"], "plugins": {"mock": {"body": "w3"}}}"#,
+        Some(rev1),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("changed since revision"), "{}", r.text());
+    for n in [&a, &b, &c] {
+        until_body(&client, &n.url("/w"), "w2", APPLY_DEADLINE).await;
+    }
+
+    // Invalid writes: 400 with the errors, nothing stored.
+    let r = admin(
+        &a,
+        Method::PUT,
+        "/admin/routes/bad",
+        r#"{"paths": ["/bad"], "upstream": "missing"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("missing"), "{}", r.text());
+    let r = admin(
+        &a,
+        Method::PUT,
+        "/admin/routes/bad",
+        r#"{"paths": ["/bad"], "pathz": []}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(cluster.etcd.get("/portico-test/routes/bad").await.is_none());
+
+    // A consumer's secret reaches every node (node b lets the key in) and is masked on reads.
+    let r = admin(
+        &a,
+        Method::PUT,
+        "/admin/consumers/alice",
+        r#"{"credentials": {"key-auth": {"key": "alice-secret-key"}}}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = eventually_async("alice on node a", DEADLINE, || async {
+        let r = admin(&a, Method::GET, "/admin/consumers/alice", "", None).await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert!(!r.text().contains("alice-secret-key"), "{}", r.text());
+    let r = admin(
+        &a,
+        Method::PUT,
+        "/admin/routes/keyed",
+        r#"{"paths": ["/keyed"], "plugins": {"key-auth": {}, "mock": {"body": "in"}}}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    eventually_async("the key to open /keyed on node b", DEADLINE, || async {
+        let r = client
+            .get(&b.url("/keyed"))
+            .header("apikey", "alice-secret-key")
+            .try_send()
+            .await
+            .ok()?;
+        (r.status == 200 && r.text() == "in").then_some(())
+    })
+    .await;
+
+    // DELETE: gone everywhere; a second DELETE is 404.
+    let r = admin(&a, Method::DELETE, "/admin/routes/w", "", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for n in [&a, &b, &c] {
+        eventually_async("/w to be gone", APPLY_DEADLINE, || async {
+            (client.get(&n.url("/w")).try_send().await.ok()?.status == 404).then_some(())
+        })
+        .await;
+    }
+    let r = admin(&a, Method::DELETE, "/admin/routes/w", "", None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[tokio::test]
+async fn healthz_says_where_the_config_comes_from() {
+    let mut cluster = Cluster::start().await;
+    let node = cluster.admin_node().await;
+    let health = |node: &Gateway| {
+        let url = node.admin_url("/healthz");
+        async move { serde_json::from_slice::<serde_json::Value>(&Client::new().get(&url).send().await.body).unwrap() }
+    };
+    let h = health(&node).await;
+    assert_eq!(h["detail"]["config_store"]["connected"], true, "{h}");
+    assert_eq!(h["detail"]["config_store"]["serving_from"], "etcd", "{h}");
+
+    cluster.etcd.kill().await;
+    eventually_async("healthz to say etcd is unreachable", DEADLINE, || async {
+        let h = health(&node).await;
+        (h["detail"]["config_store"]["connected"] == false && h["detail"]["config_store"]["error"].is_string())
+            .then_some(())
+    })
+    .await;
+    // Writes while etcd is down: 503, nothing half-done.
+    let r = admin(
+        &node,
+        Method::PUT,
+        "/admin/routes/x",
+        r#"{"paths": ["/x"], "plugins": {"mock": {}}}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+
+    cluster.etcd.restart().await;
+    eventually_async("healthz to say etcd is back", DEADLINE, || async {
+        let h = health(&node).await;
+        (h["detail"]["config_store"]["connected"] == true).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn counters_of_unchanged_routes_survive_a_change_from_etcd() {
+    let cluster = Cluster::start().await;
+    let limited = |other: &str| {
+        format!(
+            r#"
+routes:
+  - {{ id: limited, paths: [/limited], plugins: {{ rate-limit: {{ requests: 2, window: 1m }}, mock: {{}} }} }}
+  - {{ id: other, paths: [/other], plugins: {{ mock: {{ body: "{other}" }} }} }}
+"#
+        )
+    };
+    cluster.push_ok(&limited("one"));
+    let node = cluster.node().await;
+    let client = Client::new();
+    until_body(&client, &node.url("/other"), "one", DEADLINE).await;
+    for _ in 0..2 {
+        assert_eq!(client.get(&node.url("/limited")).send().await.status, 200);
+    }
+    cluster.push_ok(&limited("two"));
+    until_body(&client, &node.url("/other"), "two", DEADLINE).await;
+    let r = client.get(&node.url("/limited")).send().await;
+    assert_eq!(r.status, 429, "the count of the unchanged route was kept: {}", r.text());
 }

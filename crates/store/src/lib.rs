@@ -13,8 +13,10 @@ pub mod node;
 pub mod push;
 pub mod state;
 pub mod status;
+pub mod writer;
 
 pub use layout::{DEFAULT_PREFIX, Key, Kind};
 pub use node::{Boot, Node, Resume};
 pub use push::run as push;
 pub use status::{Detail, Source, Status};
+pub use writer::EtcdWriter;

@@ -69,6 +69,11 @@ impl Node {
         })
     }
 
+    /// Where the admin API's writes go: this node's store.
+    pub fn writer(&self) -> crate::EtcdWriter {
+        crate::EtcdWriter::new(self.endpoints.clone(), self.prefix.clone())
+    }
+
     pub fn status(&self) -> Arc<Status> {
         self.status.clone()
     }

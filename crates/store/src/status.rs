@@ -27,6 +27,12 @@ pub struct Detail {
     pub error: Option<String>,
 }
 
+impl Detail {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
 /// Called with the new detail after every change (to feed `/healthz`).
 pub type Subscriber = Box<dyn Fn(&Detail) + Send + Sync>;
 
@@ -66,7 +72,7 @@ impl Status {
 
     /// The same as JSON, for `/healthz`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.detail()).unwrap_or_default()
+        self.detail().to_json()
     }
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut Detail)) {
