@@ -26,6 +26,7 @@ pub mod certs;
 pub mod client;
 pub mod etcd;
 pub mod gateway;
+pub mod h2raw;
 pub mod jwks;
 pub mod ports;
 pub mod redis;
