@@ -6,6 +6,11 @@
       errors = socket errors + responses whose status is not the expected one (wrk only
       tells "status >= 400", so that is what is counted).
 
+  report.py parse-h2load H2LOAD_OUTPUT_FILE H2LOAD_LOG_FILE EXPECT
+      The same from h2load: counts and req/s from its output, p50/p99 from its --log-file
+      (one line per request: start time, status, microseconds to the end of the response).
+      errors = failed + errored + timed-out requests + responses whose status is not EXPECT.
+
   report.py summary RESULTS_TSV
       Print the markdown report: medians over rounds per scenario and proxy, Portico/nginx
       ratios (median of the per-round paired ratios, with their range), and each
@@ -45,6 +50,33 @@ def parse(path: str, expect: int) -> None:
     bad_n = int(bad.group(1)) if bad else 0
     errors += bad_n if expect < 400 else requests - bad_n
     print(requests, f"{rps:.1f}", f"{p50:.0f}", f"{p99:.0f}", errors)
+
+
+def parse_h2load(path: str, log_path: str, expect: int) -> None:
+    text = open(path, encoding="utf-8", errors="replace").read()
+    m = re.search(r"^finished in [^,]+, ([0-9.]+) req/s", text, re.M)
+    counts = re.search(
+        r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        text,
+        re.M,
+    )
+    if not m or not counts:
+        sys.exit(f"no results in h2load output {path}:\n{text}")
+    rps = float(m.group(1))
+    done, failed, errored, timeout = (int(counts.group(i)) for i in (3, 5, 6, 7))
+    latencies, wrong = [], 0
+    for line in open(log_path, encoding="utf-8"):
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        latencies.append(int(fields[2]))
+        wrong += int(fields[1]) != expect
+    if not latencies:
+        sys.exit(f"no requests in h2load log {log_path}")
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+    print(done, f"{rps:.1f}", pick(0.50), pick(0.99), failed + errored + timeout + wrong)
 
 
 def fmt_us(us: float) -> str:
@@ -148,6 +180,8 @@ def summary(path: str) -> None:
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "parse":
         parse(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "parse-h2load":
+        parse_h2load(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif len(sys.argv) == 3 and sys.argv[1] == "summary":
         summary(sys.argv[2])
     else:

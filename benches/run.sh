@@ -5,12 +5,14 @@
 #   ROUNDS=3 DURATION=3s SCENARIOS=plain benches/run.sh
 #   PROXIES="nginx nginx-fwd" benches/run.sh  # only the nginx baselines (no Portico build)
 #   PORTICO_BIN=target/debug/portico ...   # use this binary instead of building release
+#   SCENARIOS="https h2" benches/run.sh     # TLS keep-alive (wrk) and HTTP/2 (h2load)
 #
 # One upstream (nginx answering 200 "ok", 1 worker) and wrk share core LOAD_CPU; each proxy
 # (nginx `proxy_pass` with upstream keep-alive, 1 worker; Portico with `gateway.workers: 1`)
 # is pinned to core PROXY_CPU. For every round and scenario, all proxies are measured back
 # to back (order rotating), so slow drifts of a shared machine hit them alike. Per
-# measurement: req/s, p50/p99 latency (wrk --latency), and the proxy's CPU time per request
+# measurement: req/s, p50/p99 latency (wrk --latency, or h2load's per-request log for HTTP/2
+# scenarios), and the proxy's CPU time per request
 # from /proc/PID/stat (utime+stime of the process and its children). The report gives
 # medians over rounds and paired Portico/nginx ratios. See BENCHMARKS.md.
 #
@@ -25,6 +27,9 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-32}
+# HTTP/2 scenarios (h2load): clients x streams per client = requests in flight.
+H2_CLIENTS=${H2_CLIENTS:-8}
+H2_STREAMS=${H2_STREAMS:-4}
 SCENARIOS=${SCENARIOS:-"plain routes10k"}
 # nginx: bare proxy_pass (the issue's baseline); nginx-fwd: nginx also setting the headers the
 # spec makes Portico set (Host passed, X-Forwarded-For/Proto/Host, X-Request-Id), i.e. the
@@ -63,6 +68,7 @@ ensure_pkg wrk
 ensure_pkg taskset util-linux
 ensure_pkg curl
 ensure_pkg python3
+ensure_pkg openssl
 # Scenarios with rate-limit's `policy: redis` share one redis-server, started below.
 want_redis=0
 [[ " $SCENARIOS " == *" ratelimit_redis "* ]] && want_redis=1
@@ -85,9 +91,18 @@ if ((want_portico)); then
     [[ -x $PORTICO_BIN ]] || die "no portico binary at $PORTICO_BIN"
 fi
 
-mkdir -p "$BENCH_OUT"/{tmp,wrk}
+mkdir -p "$BENCH_OUT"/{tmp,wrk,tls}
 BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 log "output in $BENCH_OUT"
+
+# One certificate (ECDSA P-256, for 127.0.0.1 and bench.test) that every TLS listener, nginx's
+# and Portico's, serves.
+BENCH_TLS_CERT=$BENCH_OUT/tls/cert.pem
+BENCH_TLS_KEY=$BENCH_OUT/tls/key.pem
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench.test \
+    -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
+    -keyout "$BENCH_TLS_KEY" -out "$BENCH_TLS_CERT" >"$BENCH_OUT/tls/openssl.log" 2>&1 ||
+    { cat "$BENCH_OUT/tls/openssl.log" >&2; die "openssl could not make the bench certificate"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- processes ---------------------------------------------------------------------------
@@ -149,7 +164,8 @@ wait_http() {
     local deadline=$((SECONDS + STARTUP_TIMEOUT))
     while :; do
         check_alive "$pid" "$name" "$logfile"
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${hdr[@]}" "$url" || true)
+        # -k: the TLS scenarios' certificate is self-signed.
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "${hdr[@]}" "$url" || true)
         [[ $code == "$expect" ]] && return 0
         ((SECONDS < deadline)) || die "$name: $url answered $code, want $expect, after ${STARTUP_TIMEOUT}s"
         sleep 0.05
@@ -255,10 +271,18 @@ declare -A PORT PID LOGF
 # nginx_proxy_config NAME: writes BENCH_OUT/NAME/nginx.conf, a reverse proxy to the upstream
 # (1 worker, upstream keep-alive); sets NGINX_PORT[NAME]. NAME `nginx-fwd` also sets the
 # request headers the spec makes Portico set, so that it does the same work.
-declare -A NGINX_PORT
+declare -A NGINX_PORT NGINX_TLS_PORT
+# nginx 1.25.1 has `http2 on;`; older ones take `http2` on the listen line.
+NGINX_VERSION=$(nginx -v 2>&1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1)
+if [[ $(printf '%s\n' 1.25.1 "$NGINX_VERSION" | sort -V | head -n1) == 1.25.1 ]]; then
+    NGINX_H2_LISTEN="" NGINX_H2_DIRECTIVE="http2 on;"
+else
+    NGINX_H2_LISTEN="http2" NGINX_H2_DIRECTIVE=""
+fi
 nginx_proxy_config() {
-    local name=$1 dir=$BENCH_OUT/$1 port fwd=""
+    local name=$1 dir=$BENCH_OUT/$1 port tls_port fwd=""
     port=$(free_port)
+    tls_port=$(free_port)
     mkdir -p "$dir/tmp"
     if [[ $name == nginx-fwd ]]; then
         # shellcheck disable=SC2016 # nginx variables, not shell ones
@@ -269,6 +293,12 @@ nginx_proxy_config() {
       proxy_set_header X-Request-Id $request_id;
       add_header X-Request-Id $request_id always;'
     fi
+    local location="location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      $fwd
+    }"
     {
         nginx_common "$dir"
         cat <<EOF
@@ -285,17 +315,22 @@ http {
   }
   server {
     listen 127.0.0.1:$port backlog=4096;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      $fwd
-    }
+    $location
+  }
+  # The TLS scenarios (https, h2): HTTP/1.1 and HTTP/2 by ALPN, TLS 1.2 and 1.3 as Portico.
+  server {
+    listen 127.0.0.1:$tls_port ssl $NGINX_H2_LISTEN backlog=4096;
+    $NGINX_H2_DIRECTIVE
+    ssl_certificate $BENCH_TLS_CERT;
+    ssl_certificate_key $BENCH_TLS_KEY;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    $location
   }
 }
 EOF
     } >"$dir/nginx.conf"
     NGINX_PORT[$name]=$port
+    NGINX_TLS_PORT[$name]=$tls_port
 }
 
 # --- scenarios ---------------------------------------------------------------------------
@@ -303,16 +338,17 @@ EOF
 # shellcheck source=benches/scenarios.sh
 source "$BENCH_DIR/scenarios.sh"
 
-declare -A S_DESC S_PATH S_HEADERS S_EXPECT S_EXTRA
+declare -A S_DESC S_PATH S_HEADERS S_EXPECT S_EXTRA S_SCHEME S_TOOL
 read -ra SCENARIO_LIST <<<"$SCENARIOS"
 for s in "${SCENARIO_LIST[@]}"; do
     declare -F "scenario_$s" >/dev/null || die "unknown scenario $s (no function scenario_$s in benches/scenarios.sh)"
     dir=$BENCH_OUT/portico-$s
     mkdir -p "$dir"
     port=$(free_port)
-    DESC=$s WRK_PATH=/ WRK_HEADERS=() WRK_EXTRA=() EXPECT=200
+    DESC=$s WRK_PATH=/ WRK_HEADERS=() WRK_EXTRA=() EXPECT=200 SCHEME=http TOOL=wrk
     "scenario_$s" "$dir/portico.yaml" "127.0.0.1:$port" "127.0.0.1:$UP_PORT"
-    S_DESC[$s]=$DESC S_PATH[$s]=$WRK_PATH S_EXPECT[$s]=$EXPECT
+    [[ $TOOL == h2load ]] && ensure_pkg h2load nghttp2-client
+    S_DESC[$s]=$DESC S_PATH[$s]=$WRK_PATH S_EXPECT[$s]=$EXPECT S_SCHEME[$s]=$SCHEME S_TOOL[$s]=$TOOL
     S_HEADERS[$s]=$(printf '%s\n' "${WRK_HEADERS[@]}")
     S_EXTRA[$s]=$(printf '%s\n' "${WRK_EXTRA[@]}")
     if ((want_portico)); then
@@ -332,6 +368,7 @@ for p in "${PROXY_LIST[@]}"; do
         start_bg "$p" "$PROXY_CPU" "$BENCH_OUT/$p/stderr.log" nginx -p "$BENCH_OUT/$p" -c "$BENCH_OUT/$p/nginx.conf"
         for s in "${SCENARIO_LIST[@]}"; do
             PORT[$p.$s]=${NGINX_PORT[$p]} PID[$p.$s]=$LAST_PID LOGF[$p.$s]=$BENCH_OUT/$p/stderr.log
+            [[ ${S_SCHEME[$s]} == https ]] && PORT[$p.$s]=${NGINX_TLS_PORT[$p]}
         done
         ;;
     *) die "unknown proxy $p (PROXIES: nginx, nginx-fwd, portico)" ;;
@@ -342,7 +379,7 @@ for s in "${SCENARIO_LIST[@]}"; do
     mapfile -t hdrs < <(printf '%s' "${S_HEADERS[$s]}")
     for p in "${PROXY_LIST[@]}"; do
         wait_http "${p}[$s]" "${PID[$p.$s]}" "${LOGF[$p.$s]}" "${S_EXPECT[$s]}" \
-            "http://127.0.0.1:${PORT[$p.$s]}${S_PATH[$s]}" "${hdrs[@]}"
+            "${S_SCHEME[$s]}://127.0.0.1:${PORT[$p.$s]}${S_PATH[$s]}" "${hdrs[@]}"
     done
 done
 log "all proxies answer"
@@ -354,26 +391,32 @@ log "all proxies answer"
 measure() {
     local p=$1 s=$2 round=$3 dur=$4
     local pid=${PID[$p.$s]} port=${PORT[$p.$s]} h
-    local args=(-t1 "-c$CONNECTIONS" "-d$dur" --latency)
+    local args=(-t1 "-c$CONNECTIONS" "-d$dur" --latency) tool=${S_TOOL[$s]}
+    local out=$BENCH_OUT/wrk/$s.$p.$round.txt h2log=$BENCH_OUT/wrk/$s.$p.$round.h2log
+    [[ $tool == h2load ]] && args=(-t1 "-c$H2_CLIENTS" "-m$H2_STREAMS" -D "$dur" "--log-file=$h2log")
     local hdrs extra
     mapfile -t hdrs < <(printf '%s' "${S_HEADERS[$s]}")
     mapfile -t extra < <(printf '%s' "${S_EXTRA[$s]}")
     for h in "${hdrs[@]}"; do args+=(-H "$h"); done
-    args+=("${extra[@]}" "http://127.0.0.1:$port${S_PATH[$s]}")
-    local out=$BENCH_OUT/wrk/$s.$p.$round.txt
+    args+=("${extra[@]}" "${S_SCHEME[$s]}://127.0.0.1:$port${S_PATH[$s]}")
 
     check_alive "$pid" "$p" "${LOGF[$p.$s]}"
     local t0 c0 t1 c1
     t0=$(proc_ticks "$pid")
     c0=$(core_ticks "$PROXY_CPU")
-    taskset -c "$LOAD_CPU" wrk "${args[@]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+    taskset -c "$LOAD_CPU" "$tool" "${args[@]}" >"$out" 2>&1 || { cat "$out" >&2; die "$tool failed"; }
     t1=$(proc_ticks "$pid")
     c1=$(core_ticks "$PROXY_CPU")
     check_alive "$pid" "$p" "${LOGF[$p.$s]}"
-    [[ $round == warmup ]] && return 0
+    [[ $round == warmup ]] && { rm -f "$h2log"; return 0; }
 
     local requests rps p50 p99 errors
-    read -r requests rps p50 p99 errors < <(python3 "$BENCH_DIR/report.py" parse "$out" "${S_EXPECT[$s]}")
+    if [[ $tool == h2load ]]; then
+        read -r requests rps p50 p99 errors < <(python3 "$BENCH_DIR/report.py" parse-h2load "$out" "$h2log" "${S_EXPECT[$s]}")
+        rm -f "$h2log"
+    else
+        read -r requests rps p50 p99 errors < <(python3 "$BENCH_DIR/report.py" parse "$out" "${S_EXPECT[$s]}")
+    fi
     local ticks=$((t1 - t0))
     local cbusy=$((${c1% *} - ${c0% *})) ctotal=$((${c1#* } - ${c0#* }))
     local cpu_us proxy_pct other_pct rss
@@ -416,7 +459,7 @@ cleanup
     echo "## Results $(date -u +'%Y-%m-%d %H:%M UTC')"
     echo
     echo "- command: \`ROUNDS=$ROUNDS DURATION=$DURATION SCENARIOS=\"$SCENARIOS\" benches/run.sh\`" \
-        "(wrk -t1 -c$CONNECTIONS, warm-up $WARMUP per proxy and scenario)"
+        "(wrk -t1 -c$CONNECTIONS; h2load -t1 -c$H2_CLIENTS -m$H2_STREAMS for HTTP/2; warm-up $WARMUP per proxy and scenario)"
     echo "- machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)," \
         "$(uname -sr); load average before $LOAD_BEFORE, after $LOAD_AFTER"
     echo "- proxies on CPU $PROXY_CPU; upstream (nginx return 200, 1 worker) and wrk on CPU $LOAD_CPU"

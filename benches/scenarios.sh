@@ -210,3 +210,32 @@ scenario_tracing() {
     sed -i "s|^  workers: 1\$|  workers: 1\n  tracing: { endpoint: \"http://$upstream/v1/traces\", sample_ratio: 1.0 }|" "$config"
     DESC="1 route (/*), plain proxying + OpenTelemetry tracing (all sampled, OTLP/HTTP to a sink)"
 }
+
+# --- TLS and HTTP/2 (issue 6): Portico's TLS listener against nginx's `listen ... ssl` (with
+# HTTP/2), both serving the same ECDSA P-256 certificate that run.sh makes (BENCH_TLS_CERT,
+# BENCH_TLS_KEY). Keep-alive connections, so this is the cost of TLS records (and of HTTP/2
+# framing), not of handshakes. Compare each with `plain`.
+
+# portico_tls CONFIG LISTEN UPSTREAM: `plain` with the listener serving TLS.
+portico_tls() {
+    local config=$1
+    scenario_plain "$@"
+    sed -i "s|listeners: \[{ address: \"\([^\"]*\)\" }\]|listeners: [{ address: \"\1\", tls: { certificates: [{ cert: \"$BENCH_TLS_CERT\", key: \"$BENCH_TLS_KEY\" }] } }]|" "$config"
+    grep -q 'tls:' "$config" || die "portico_tls: could not add tls to $config"
+}
+
+# HTTPS keep-alive: wrk (HTTP/1.1, no ALPN) over TLS.
+scenario_https() {
+    portico_tls "$@"
+    SCHEME=https
+    DESC="HTTPS keep-alive (TLS 1.3, HTTP/1.1), 1 route (/*), plain proxying"
+}
+
+# HTTP/2 over TLS (ALPN h2): h2load, H2_CLIENTS connections x H2_STREAMS streams each; the
+# upstream side stays HTTP/1.1 keep-alive for both proxies.
+scenario_h2() {
+    portico_tls "$@"
+    SCHEME=https
+    TOOL=h2load
+    DESC="HTTP/2 over TLS (h2load), 1 route (/*), plain proxying"
+}
