@@ -43,7 +43,9 @@ fn stamps(config: &Path, others: &[PathBuf]) -> Vec<Option<Stamp>> {
 pub async fn watch_file(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
     let path = reloader.path().to_owned();
     let mut others = reloader.watched_files();
-    let mut last = stamps(&path, &others);
+    // Nothing seen yet: the first tick reloads, which is a no-op unless the files changed
+    // between the load that started the gateway and now (a change a first stat would hide).
+    let mut last = Vec::new();
     let mut ticker = tokio::time::interval(INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
