@@ -285,3 +285,48 @@ routes: [{{ id: r, paths: [/a], plugins: {{ mock: {{}} }} }}]
     ));
     assert_eq!((code, out.trim()), (0, "ok"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_redirected_to_https_and_https_is_served() {
+    let s = setup();
+    let up = Upstream::start("u").await;
+    let p = |f: &str| s.certs.path().join(f).display().to_string();
+    let gw = Gateway::builder(
+        r#"
+gateway:
+  listeners:
+    - address: "{{listen}}"
+    - address: "{{listen1}}"
+      tls: { certificates: [{ cert: "{{api_cert}}", key: "{{api_key}}" }] }
+  workers: 1
+  access_log: { path: "{{access_log}}" }
+routes: [{ id: r, paths: ["/*"], upstream: { nodes: [{ address: "{{up}}" }] } }]
+global_plugins:
+  redirect: { https: true, status: 308 }
+"#,
+    )
+    .var("api_cert", &p("api.pem"))
+    .var("api_key", &p("api.key"))
+    .var("up", &up.address())
+    .start()
+    .await;
+
+    let resp = support::Client::new()
+        .get(&gw.url("/shop/cart?item=3"))
+        .host("api.test")
+        .send()
+        .await;
+    assert_eq!(resp.status, 308);
+    assert_eq!(
+        resp.header("location").as_deref(),
+        Some("https://api.test/shop/cart?item=3")
+    );
+    assert_eq!(up.requests(), 0);
+
+    // The same route over TLS is not redirected again: it is proxied.
+    let conn = tls_connect(gw.listeners()[1], Some("api.test"), s.ca.client(&["h2"])).await;
+    let mut h2 = h2_handshake(conn).await;
+    let resp = h2_send(&mut h2, get("https://api.test/shop/cart?item=3")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["path"], "/shop/cart");
+}

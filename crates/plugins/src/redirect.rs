@@ -1,5 +1,6 @@
 //! `redirect`: answers with a redirect to `to` (with `$uri`, `$request_uri`, `$host`), or to
-//! the same URL over https when `https: true`.
+//! the same URL over https when `https: true` (a request that came over https already goes on,
+//! so one route can serve both listeners without a redirect loop).
 
 use crate::body::Body;
 use crate::ctx::Ctx;
@@ -41,6 +42,8 @@ enum Piece {
 pub struct Redirect {
     status: StatusCode,
     target: Vec<Piece>,
+    /// `https: true`: only plain-HTTP requests are redirected.
+    to_https: bool,
 }
 
 impl Redirect {
@@ -51,6 +54,7 @@ impl Redirect {
                 c.status
             ));
         }
+        let to_https = c.https;
         let target = match (c.to, c.https) {
             (Some(_), true) => return Err("set either to or https: true, not both".into()),
             (None, false) => return Err("set to (a URL or path) or https: true".into()),
@@ -60,6 +64,7 @@ impl Redirect {
         Ok(Self {
             status: StatusCode::from_u16(c.status).map_err(|e| e.to_string())?,
             target,
+            to_https,
         })
     }
 }
@@ -102,6 +107,9 @@ impl Plugin for Redirect {
     }
 
     async fn on_request(&self, cx: &mut Ctx, req: &mut request::Parts) -> Flow {
+        if self.to_https && cx.scheme == "https" {
+            return Flow::Continue;
+        }
         let mut location = String::with_capacity(64);
         for piece in &self.target {
             match piece {
