@@ -547,3 +547,37 @@ gateway:
     assert!(out.contains("gateway.admin.api_key: too short"), "{out}");
     assert!(!out.contains("tinykey"), "the key itself is not printed: {out}");
 }
+
+/// In etcd mode `/healthz` says how the node stands with its store, and the routes it
+/// serves come from etcd.
+#[tokio::test]
+async fn etcd_mode_health_shows_the_store() {
+    let etcd = support::EtcdServer::start().await;
+    etcd.put(
+        "/portico-admin-test/routes/from-etcd",
+        r#"{"id": "from-etcd", "paths": ["/e"], "plugins": {"mock": {}}}"#,
+    )
+    .await;
+    let gw = Gateway::builder(
+        r#"
+gateway:
+  listeners: [{ address: "{{listen}}" }]
+  workers: 1
+  access_log: { path: "{{access_log}}" }
+  admin: { address: "{{admin}}", api_key: admin-key-for-tests-0123456789 }
+  config_store: { type: etcd, endpoints: ["{{etcd}}"], prefix: /portico-admin-test, cache: "{{dir}}/cache.json" }
+"#,
+    )
+    .var("etcd", &etcd.endpoint())
+    .start()
+    .await;
+    let health = Client::new().get(&gw.admin_url("/healthz")).send().await.json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["config"]["store"], "etcd");
+    let store = &health["detail"]["config_store"];
+    assert_eq!(store["store"], "etcd", "{health}");
+    assert_eq!(store["prefix"], "/portico-admin-test", "{health}");
+    assert_eq!(store["serving_from"], "etcd", "{health}");
+    let routes = admin_get(&gw, "/admin/routes").await.json();
+    assert_eq!(routes["routes"][0]["id"], "from-etcd", "{routes}");
+}

@@ -14,8 +14,9 @@
 //!    `session` (case-insensitive). This covers `add_headers: { Authorization: ... }`,
 //!    `x-api-key` header matches and any plugin field named like a secret; it also hides a
 //!    few names that are not secrets (jwt-auth's `cookie: NAME`), which is the safe side.
-//! 3. **URLs, anywhere**: the password of `scheme://user:password@host` (the whole userinfo
-//!    when it has no `:`), and query parameters named as in rule 2 (`?access_token=...`).
+//! 3. **URLs and keys, anywhere**: the password of `scheme://user:password@host` (the whole
+//!    userinfo when it has no `:`), query parameters named as in rule 2 (`?access_token=...`),
+//!    and any PEM private key (`-----BEGIN ... PRIVATE KEY-----`) written inline.
 //! 4. **The same values elsewhere**: any string that contains a secret found by rules 1–3
 //!    (6 characters or more) has it replaced too, so a key reused in a mock body or a header
 //!    does not leak.
@@ -169,6 +170,7 @@ fn walk(v: &mut Value, found: &mut Vec<String>) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|i| walk(i, found)),
+        Value::String(s) if s.contains("PRIVATE KEY-----") => hide_all(v, found),
         Value::String(s) => {
             if let Some(masked) = mask_url(s, found) {
                 *s = masked;
@@ -316,7 +318,7 @@ routes:
     plugins:
       request-transformer: { add_headers: { Authorization: "Bearer BEARER-0010" } }
       jwt-auth: { jwks_uri: "https://idp.example/jwks?access_token=QUERYTOK-0011&x=1" }
-      mock: { body: "echo KEYAUTH-0003-xyz back" }
+      mock: { body: "echo KEYAUTH-0003-xyz back", headers: { x-pem: "-----BEGIN PRIVATE KEY-----PEMKEY-0014-----END PRIVATE KEY-----" } }
 global_plugins:
   some-plugin: { client_secret: CLIENTSECRET-0012, nested: { db_password: DBPASS-0013 } }
 "#,
@@ -326,7 +328,7 @@ global_plugins:
         serde_json::to_value(&cfg).expect("json")
     }
 
-    const SECRETS: [&str; 14] = [
+    const SECRETS: [&str; 15] = [
         "ADMINKEY-0001-abcdef",
         "REDISPASS-0002",
         "KEYAUTH-0003-xyz",
@@ -341,6 +343,7 @@ global_plugins:
         "QUERYTOK-0011",
         "CLIENTSECRET-0012",
         "DBPASS-0013",
+        "PEMKEY-0014",
     ];
 
     #[test]
