@@ -332,3 +332,49 @@ routes:
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_nodes_are_probed_with_the_grpc_health_check() {
+    let good = GrpcUpstream::start().await;
+    let bad = GrpcUpstream::start().await;
+    bad.set_serving(false);
+    let gw = Gateway::with(
+        r#"
+routes:
+  - id: grpc
+    paths: ["/test.Echo/*"]
+    upstream:
+      scheme: grpc
+      nodes: [{ address: "{{good}}" }, { address: "{{bad}}" }]
+      retries: 0
+      health_check: { active: { interval: 50ms, timeout: 2s, healthy: 1, unhealthy: 1 } }
+"#,
+    )
+    .var("good", &good.address())
+    .var("bad", &bad.address())
+    .start()
+    .await;
+    let ejected = format!("node={} reason=health status 2 (not SERVING)", bad.address());
+    support::eventually("the NOT_SERVING node ejected", support::DEADLINE, || {
+        gw.stderr().contains(&ejected).then_some(())
+    })
+    .await;
+    let mut client = GrpcClient::connect(gw.addr()).await;
+    for i in 0..6 {
+        let resp = client.unary("Unary", Request::new(msg("x", i))).await.unwrap();
+        assert_eq!(resp.get_ref().text, "X");
+    }
+    assert_eq!((good.calls(), bad.calls()), (6, 0), "only the SERVING node is used");
+    assert!(good.health_checks() > 0);
+
+    bad.set_serving(true);
+    support::eventually_async("the node back in rotation", support::DEADLINE, || {
+        let mut client = client.clone();
+        let bad = &bad;
+        async move {
+            client.unary("Unary", Request::new(msg("y", 0))).await.unwrap();
+            (bad.calls() > 0).then_some(())
+        }
+    })
+    .await;
+}

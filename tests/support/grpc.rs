@@ -8,6 +8,8 @@
 //! - `Fail(Msg) -> error`: NOT_FOUND with message `msg.text` and metadata `x-detail: 42`.
 //! - `Count(Msg) -> stream Msg`: `msg.n` messages, then trailers with `x-count: N`.
 //! - `Chat(stream Msg) -> stream Msg`: each message upper-cased as it comes.
+//!
+//! And `grpc.health.v1.Health/Check`: SERVING, or NOT_SERVING after `set_serving(false)`.
 
 use crate::support::free_port;
 use crate::support::upstream_tls::Leaf;
@@ -17,7 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -42,6 +44,20 @@ pub fn msg(text: &str, n: u32) -> Msg {
     Msg { text: text.into(), n }
 }
 
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthReq {
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`: 1 = SERVING, 2 = NOT_SERVING.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthResp {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
 type MsgStream = Pin<Box<dyn Stream<Item = Result<Msg, Status>> + Send>>;
 
 /// A running gRPC server (HTTP/2 only: h2c, or TLS with ALPN h2).
@@ -55,6 +71,8 @@ pub struct GrpcUpstream {
 struct Counters {
     connections: AtomicUsize,
     calls: AtomicUsize,
+    health_checks: AtomicUsize,
+    not_serving: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -71,6 +89,21 @@ impl tower::Service<http::Request<Body>> for EchoService {
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let counters = self.0.clone();
+        if req.uri().path() == "/grpc.health.v1.Health/Check" {
+            counters.health_checks.fetch_add(1, Ordering::SeqCst);
+            let status = if counters.not_serving.load(Ordering::SeqCst) {
+                2
+            } else {
+                1
+            };
+            return Box::pin(async move {
+                let mut grpc = GrpcServer::new(ProstCodec::<HealthResp, HealthReq>::default());
+                let svc = tower::service_fn(move |_: Request<HealthReq>| async move {
+                    Ok::<_, Status>(Response::new(HealthResp { status }))
+                });
+                Ok(grpc.unary(svc, req).await)
+            });
+        }
         let n = counters.calls.fetch_add(1, Ordering::SeqCst) as u32 + 1;
         Box::pin(async move {
             let mut grpc = GrpcServer::new(ProstCodec::<Msg, Msg>::default());
@@ -190,9 +223,19 @@ impl GrpcUpstream {
         self.state.connections.load(Ordering::SeqCst)
     }
 
-    /// Calls served so far.
+    /// Calls served so far (health checks aside).
     pub fn calls(&self) -> usize {
         self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// gRPC health checks answered so far.
+    pub fn health_checks(&self) -> usize {
+        self.state.health_checks.load(Ordering::SeqCst)
+    }
+
+    /// What the health check answers from now on: SERVING or NOT_SERVING.
+    pub fn set_serving(&self, serving: bool) {
+        self.state.not_serving.store(!serving, Ordering::SeqCst);
     }
 }
 

@@ -4,6 +4,7 @@
 //! the proxy with every response; the active checker runs on its own thread, so probes never
 //! compete with requests for a worker.
 
+use crate::grpc_health;
 use crate::state::NodeState;
 use crate::tls::NodeTls;
 use portico_config::Duration;
@@ -26,6 +27,7 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Active {
+    /// What HTTP nodes are asked (`GET`); gRPC nodes are asked the gRPC health check instead.
     #[serde(default = "root")]
     pub path: String,
     #[serde(default = "two_seconds")]
@@ -112,6 +114,8 @@ pub struct Probed {
     pub upstream: Arc<str>,
     pub nodes: Vec<ProbedNode>,
     pub active: Active,
+    /// A gRPC upstream: probed with the gRPC health check over HTTP/2, not `GET path`.
+    pub grpc: bool,
 }
 
 /// A node's address as written, where to connect, its state, and its TLS settings.
@@ -175,7 +179,7 @@ async fn check_loop(target: Weak<Probed>) {
             let (address, addr, state) = (address.clone(), *addr, state.clone());
             async move {
                 let tls = t.nodes[i].3.as_ref();
-                let result = probe(addr, &address, tls, &t.active).await;
+                let result = probe(addr, &address, tls, t.grpc, &t.active).await;
                 state.note_probe(result.as_ref().err().map(String::as_str));
                 if let Some(up) = state.report_active(result.is_ok(), t.active.healthy, t.active.unhealthy) {
                     if up {
@@ -194,18 +198,24 @@ async fn check_loop(target: Weak<Probed>) {
 }
 
 /// One `GET path` with `Connection: close` (over TLS for a TLS node, verified as requests
-/// are); a 2xx or 3xx status within the timeout is healthy.
-async fn probe(addr: SocketAddr, host: &str, tls: Option<&NodeTls>, active: &Active) -> Result<(), String> {
+/// are); a 2xx or 3xx status within the timeout is healthy. A gRPC node is asked the gRPC
+/// health check instead (see [`crate::grpc_health`]).
+async fn probe(addr: SocketAddr, host: &str, tls: Option<&NodeTls>, grpc: bool, active: &Active) -> Result<(), String> {
     let attempt = async {
         let s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        match tls {
-            None => exchange(s, host, active).await,
-            Some(tls) => {
+        match (tls, grpc) {
+            (None, false) => exchange(s, host, active).await,
+            (None, true) => grpc_health::check(s, host, false).await,
+            (Some(tls), grpc) => {
                 let s = tokio_rustls::TlsConnector::from(tls.config.clone())
                     .connect(tls.name.clone(), s)
                     .await
                     .map_err(|e| format!("TLS: {e}"))?;
-                exchange(s, host, active).await
+                if grpc {
+                    grpc_health::check(s, host, true).await
+                } else {
+                    exchange(s, host, active).await
+                }
             }
         }
     };

@@ -5,6 +5,7 @@
 //! and reports each outcome back with [`Upstream::report`].
 
 mod balancer;
+mod grpc_health;
 mod hash_on;
 mod health;
 pub mod registry;

@@ -133,6 +133,7 @@ impl Upstream {
                 upstream: upstream_id.clone(),
                 nodes,
                 active,
+                grpc: matches!(cfg.scheme, Scheme::Grpc | Scheme::Grpcs),
             });
             health::spawn_checker(&probed);
             probed
