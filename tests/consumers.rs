@@ -46,7 +46,7 @@ consumers:
 routes:
   - { id: a, paths: [/a], upstream: u, plugins: { key-auth: { header: "bad header" } } }
   - { id: b, paths: [/b], upstream: u, plugins: { ip-restriction: { allow: [10.0.0.0/8, nope] } } }
-  - { id: c, paths: [/c], upstream: u, plugins: { jwt-auth: { jwks_uri: "https://idp.example/keys" } } }
+  - { id: c, paths: [/c], upstream: u, plugins: { jwt-auth: { jwks_uri: "ftp://idp.example/keys" } } }
   - { id: d, paths: [/d], upstream: u, plugins: { cors: { allow_credentials: true } } }
   - { id: e, paths: [/e], upstream: u, plugins: { request-size-limit: { max_body: lots } } }
   - { id: f, paths: [/f], upstream: u, plugins: { acl: {} } }
@@ -57,7 +57,7 @@ routes:
         "consumers[0].plugins.key-auth: runs before authentication",
         "routes[0].plugins.key-auth.header: invalid header name",
         "routes[1].plugins.ip-restriction.allow[1]: \"nope\" is not a CIDR",
-        "routes[2].plugins.jwt-auth.jwks_uri: not supported yet",
+        "routes[2].plugins.jwt-auth.jwks_uri: \"ftp://idp.example/keys\" must start with http://",
         "routes[3].plugins.cors.allow_credentials:",
         "routes[4].plugins.request-size-limit.max_body:",
         "routes[5].plugins.acl: set allow_groups",

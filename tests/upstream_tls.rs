@@ -253,3 +253,63 @@ routes:
     assert_eq!(resp.status, 200, "the probed node is healthy: {}", resp.text());
     assert!(!gw.stderr().contains("node unhealthy"), "{}", gw.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_is_fetched_over_https_verified_against_the_system_roots() {
+    use base64::Engine as _;
+    let pki = Pki::new();
+    // The identity provider's signing key, published as a JWK (P-256: 0x04 || x || y).
+    let signing = rcgen::KeyPair::generate().unwrap();
+    let point = signing.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    }]});
+    let idp = TlsUpstream::serving(&pki.ca.issue("idp", &["127.0.0.1"]), &jwks.to_string()).await;
+    let up = support::Upstream::start("up").await;
+    // The system's trust store is the test CA alone: SSL_CERT_FILE, as rustls-native-certs reads it.
+    let gw = Gateway::with(
+        r#"
+routes:
+  - id: j
+    paths: ["/j"]
+    upstream: { nodes: [{ address: "{{up}}" }] }
+    plugins: { jwt-auth: { jwks_uri: "https://{{idp}}/jwks.json" } }
+"#,
+    )
+    .var("up", &up.address())
+    .var("idp", &idp.address())
+    .env("SSL_CERT_FILE", &pki.ca_file())
+    .start()
+    .await;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({ "sub": "user-7", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_ec_pem(signing.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let c = Client::new();
+    support::eventually_async(
+        "a token verified by the JWKS fetched over https",
+        support::DEADLINE,
+        || async {
+            let resp = c
+                .get(&gw.url("/j"))
+                .header("authorization", &format!("Bearer {token}"))
+                .send()
+                .await;
+            (resp.status == 200).then_some(())
+        },
+    )
+    .await;
+    assert!(idp.handshakes() >= 1);
+    assert!(idp.failures().is_empty(), "{:?}", idp.failures());
+}

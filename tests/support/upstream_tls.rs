@@ -155,6 +155,15 @@ impl TlsUpstream {
     /// Serves `leaf` on a free loopback port; with `client_ca`, a client certificate it
     /// issued is required.
     pub async fn start(leaf: &Leaf, client_ca: Option<&Ca>) -> TlsUpstream {
+        Self::start_with(leaf, client_ca, None).await
+    }
+
+    /// A server that answers every request with `body` (JSON) instead of the echo.
+    pub async fn serving(leaf: &Leaf, body: &str) -> TlsUpstream {
+        Self::start_with(leaf, None, Some(body.to_owned())).await
+    }
+
+    async fn start_with(leaf: &Leaf, client_ca: Option<&Ca>, fixed: Option<String>) -> TlsUpstream {
         let acceptor = TlsAcceptor::from(Arc::new(leaf.server_config(client_ca, &[b"http/1.1"])));
         let listener = TcpListener::bind(("127.0.0.1", crate::support::free_port()))
             .await
@@ -165,7 +174,7 @@ impl TlsUpstream {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
-                let (acceptor, st) = (acceptor.clone(), st.clone());
+                let (acceptor, st, fixed) = (acceptor.clone(), st.clone(), fixed.clone());
                 tokio::spawn(async move {
                     let tls = match acceptor.accept(tcp).await {
                         Ok(t) => t,
@@ -180,6 +189,7 @@ impl TlsUpstream {
                     let sni = conn.server_name().map(str::to_owned);
                     let client_cn = conn.peer_certificates().and_then(|c| c.first()).map(common_name);
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let fixed = fixed.clone();
                         let headers: serde_json::Map<String, serde_json::Value> = req
                             .headers()
                             .iter()
@@ -197,7 +207,7 @@ impl TlsUpstream {
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(body.to_string())))
+                                    .body(Full::new(Bytes::from(fixed.unwrap_or_else(|| body.to_string()))))
                                     .unwrap(),
                             )
                         }

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use portico_upstream::tls::{NodeTls, TlsClient};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,22 +119,30 @@ impl Jwks {
     /// Checks `uri` and starts the fetching thread.
     pub fn start(uri: &str) -> Result<Self, String> {
         let parsed: Uri = uri.parse().map_err(|_| format!("jwks_uri: {uri:?} is not a URL"))?;
-        match parsed.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err("jwks_uri: not supported yet: https needs TLS, which is not built; use http".into());
-            }
-            _ => return Err(format!("jwks_uri: {uri:?} must start with http://")),
-        }
-        if parsed.host().is_none() {
+        let Some(authority) = parsed.authority().filter(|a| !a.host().is_empty()) else {
             return Err(format!("jwks_uri: {uri:?} has no host"));
-        }
+        };
+        // https: verified against the system's roots, as an upstream without `tls.ca` is.
+        let tls = match parsed.scheme_str() {
+            Some("http") => None,
+            Some("https") => {
+                let mut errors = portico_config::ConfigErrors::default();
+                let client = TlsClient::compile(None, &[b"http/1.1"], "jwks_uri", &mut errors)
+                    .ok_or_else(|| errors.to_string())?;
+                Some(
+                    client
+                        .for_node(authority.as_str())
+                        .map_err(|e| format!("jwks_uri: {e}"))?,
+                )
+            }
+            _ => return Err(format!("jwks_uri: {uri:?} must start with http:// or https://")),
+        };
         let keys = Arc::new(ArcSwap::from_pointee(KeySet::default()));
         let (refresh, rx) = mpsc::channel(1);
         let shared = keys.clone();
         std::thread::Builder::new()
             .name("jwks-fetch".into())
-            .spawn(move || fetch_loop(parsed, shared, rx))
+            .spawn(move || fetch_loop(parsed, tls, shared, rx))
             .map_err(|e| format!("jwks_uri: cannot start the fetcher: {e}"))?;
         Ok(Self { keys, refresh })
     }
@@ -149,14 +158,14 @@ impl Jwks {
     }
 }
 
-fn fetch_loop(uri: Uri, keys: Arc<ArcSwap<KeySet>>, mut rx: mpsc::Receiver<()>) {
+fn fetch_loop(uri: Uri, tls: Option<NodeTls>, keys: Arc<ArcSwap<KeySet>>, mut rx: mpsc::Receiver<()>) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         tracing::error!(target: "portico::jwks", "cannot start the JWKS fetcher runtime");
         return;
     };
     rt.block_on(async move {
         loop {
-            let wait = match tokio::time::timeout(TIMEOUT, fetch(&uri)).await {
+            let wait = match tokio::time::timeout(TIMEOUT, fetch(&uri, tls.as_ref())).await {
                 Ok(Ok(set)) => {
                     tracing::debug!(target: "portico::jwks", uri = %uri, keys = set.len(), "JWKS fetched");
                     keys.store(Arc::new(set));
@@ -186,14 +195,31 @@ fn fetch_loop(uri: Uri, keys: Arc<ArcSwap<KeySet>>, mut rx: mpsc::Receiver<()>) 
     });
 }
 
-async fn fetch(uri: &Uri) -> Result<KeySet, String> {
+async fn fetch(uri: &Uri, tls: Option<&NodeTls>) -> Result<KeySet, String> {
     let host = uri.host().ok_or("no host")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    match tls {
+        None => get(stream, uri, host).await,
+        Some(tls) => {
+            let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+                .connect(tls.name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            get(stream, uri, host).await
+        }
+    }
+}
+
+/// `GET uri` over `io` and the key set in its answer.
+async fn get<IO>(io: IO, uri: &Uri, host: &str) -> Result<KeySet, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
@@ -239,8 +265,8 @@ mod tests {
     }
 
     #[test]
-    fn only_http_uris_are_taken() {
-        assert!(Jwks::start("https://idp.example/jwks").is_err());
+    fn only_http_and_https_uris_are_taken() {
+        assert!(Jwks::start("https:///jwks").is_err());
         assert!(Jwks::start("ftp://idp.example/jwks").is_err());
         assert!(Jwks::start("not a uri").is_err());
     }
