@@ -80,11 +80,7 @@ impl http_body::Body for UpstreamBody {
             };
             // Take what the buffer already holds before reading more.
             match this.state {
-                State::Done => {
-                    this.finish();
-                    return Poll::Ready(None);
-                }
-                State::Length(0) => {
+                State::Done | State::Length(0) => {
                     this.finish();
                     return Poll::Ready(None);
                 }

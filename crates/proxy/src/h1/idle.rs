@@ -24,7 +24,7 @@ pub fn checkout(key: Key) -> Option<Box<Conn>> {
     IDLE.with_borrow_mut(|idle| {
         let list = idle.get_mut(&key)?;
         while let Some(conn) = list.pop() {
-            if conn.idle_for() < MAX_IDLE_TIME && conn.still_open() {
+            if conn.io.since_progress() < MAX_IDLE_TIME && conn.io.still_open() {
                 return Some(conn);
             }
         }
@@ -37,7 +37,7 @@ pub fn put(conn: Box<Conn>) {
     IDLE.with_borrow_mut(|idle| {
         let list = idle.entry(conn.key).or_default();
         if list.len() >= MAX_IDLE_PER_KEY {
-            list.retain(|c| c.still_open());
+            list.retain(|c| c.io.still_open());
         }
         if list.len() < MAX_IDLE_PER_KEY {
             list.push(conn);

@@ -239,14 +239,6 @@ impl Conn {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
-    fn idle_for(&self) -> Duration {
-        self.io.since_progress()
-    }
-
-    fn still_open(&self) -> bool {
-        self.io.still_open()
-    }
-
     /// The connection and whatever the upstream sent right after its 101 head.
     pub fn into_upgraded(self: Box<Self>) -> (Stream, BytesMut) {
         let this = *self;
