@@ -6,7 +6,7 @@
 //! answered 502/503/504.
 
 use crate::error::ProxyError;
-use crate::forward;
+use crate::forward::{self, Outgoing};
 use crate::grpc;
 use crate::h1::{self, Answer, SendError};
 use crate::pool::{ConnectError, Key, Pool};
@@ -17,7 +17,7 @@ use hyper::client::conn::http2;
 use hyper::upgrade::OnUpgrade;
 use portico_config::Scheme;
 use portico_plugins::{Body, Ctx};
-use portico_upstream::{InFlight, Node, Upstream, now_us};
+use portico_upstream::{InFlight, Node, Upstream, us_at};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,26 +64,27 @@ pub async fn call(
     } else {
         Vec::new()
     };
-    forward::request_headers(&mut parts.headers, cx, client_ip, upgrade);
     let uri = origin_form(&parts.uri);
     let retry_on_status = !upgrade && idempotent(&parts.method) && body.is_end_stream();
     let attempts = up.retries.saturating_add(1);
 
+    let mut outgoing = Outgoing::new(&parts.headers, cx, client_ip, upgrade);
     let start = Instant::now();
     let mut body = Some(body);
     let mut tried = Tried::default();
     let mut last_err = ProxyError::NoHealthyNode;
     for attempt in 1..=attempts {
-        let Some(idx) = up.pick(&hash_key, tried.as_slice()) else {
+        // One clock read serves the first attempt's pick, send time and the total.
+        let sent_at = if attempt == 1 { start } else { Instant::now() };
+        let Some(idx) = up.pick_at(&hash_key, tried.as_slice(), us_at(sent_at)) else {
             break;
         };
         tried.push(idx);
         let node = &up.nodes[idx];
         // In flight from here until the response head (least_connections and ewma read it).
         let _in_flight = InFlight::new(&node.state);
-        let sent_at = Instant::now();
         info.addr = Some(node.address.clone());
-        forward::upstream_host(&mut parts.headers, cx, up, node);
+        outgoing.set_host(cx, up, node);
         let may_retry = attempt < attempts && tried.len < up.nodes.len();
 
         let key = Key::new(node, up.read_timeout, up.send_timeout, h2);
@@ -111,8 +112,8 @@ pub async fn call(
             // busy, a stream waits for its response head at most `timeout.read`.
             let req_body = body.take().unwrap_or_default();
             let sent = match link {
-                Link::H1(conn) => conn.send(&parts.method, &uri, &parts.headers, req_body).await,
-                Link::H2(sender) => send_h2(sender, &parts, &uri, req_body, node, up.read_timeout).await,
+                Link::H1(conn) => (conn.send(&parts.method, &uri, &parts.headers, Some(&outgoing), req_body)).await,
+                Link::H2(sender) => send_h2(sender, &parts, &outgoing, &uri, req_body, node, up.read_timeout).await,
             };
             match sent {
                 Ok(answer) => break Some(answer),
@@ -148,9 +149,10 @@ pub async fn call(
             Answer::Upgrade(p, _) => p.status,
         };
         up.report(idx, Some(status.as_u16()));
-        node.state.observe_latency(sent_at.elapsed(), now_us());
+        let answered = Instant::now();
+        node.state.observe_latency(answered - sent_at, us_at(answered));
         info.status = Some(status.as_u16());
-        info.duration = Some(start.elapsed());
+        info.duration = Some(answered - start);
         if retry_on_status && may_retry && matches!(status.as_u16(), 502..=504) {
             last_err = ProxyError::UpstreamFailed;
             body = Some(Body::Empty);
@@ -160,8 +162,11 @@ pub async fn call(
             Answer::Upgrade(p, conn) => return Ok(upgrade::tunnel(client_upgrade, p, conn)),
             Answer::Response(r) => r,
         };
+        // An HTTP/1.1 response head comes without its hop-by-hop headers (see h1::head).
         let (mut rparts, rbody) = resp.into_parts();
-        forward::response_headers(&mut rparts.headers, false);
+        if h2 {
+            forward::response_headers(&mut rparts.headers);
+        }
         return Ok(Response::from_parts(rparts, rbody));
     }
     info.duration = Some(start.elapsed());
@@ -220,6 +225,7 @@ impl Link {
 async fn send_h2(
     mut sender: http2::SendRequest<Body>,
     parts: &request::Parts,
+    outgoing: &Outgoing<'_>,
     uri: &Uri,
     body: Body,
     node: &Node,
@@ -229,6 +235,7 @@ async fn send_h2(
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri.clone();
     *req.headers_mut() = parts.headers.clone();
+    outgoing.apply(req.headers_mut());
     grpc::prepare(&mut req, node.tls.is_some(), &node.address);
     match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
         Err(_) => Err(SendError::Io(std::io::ErrorKind::TimedOut.into())),

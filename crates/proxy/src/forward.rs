@@ -5,6 +5,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use portico_config::PassHost;
 use portico_plugins::Ctx;
 use portico_upstream::{Node, Upstream};
+use std::borrow::Cow;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -35,52 +36,32 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 fn hop_by_hop_present(headers: &HeaderMap) -> u16 {
     let mut present = 0u16;
     for name in headers.keys() {
-        // A string match compiles to a switch on the length and one compare: far cheaper
-        // than comparing every name with each of the nine constants.
-        let i = match name.as_str() {
-            "connection" => 0,
-            "keep-alive" => 1,
-            "proxy-connection" => 2,
-            "te" => 3,
-            "trailer" => 4,
-            "transfer-encoding" => 5,
-            "proxy-authenticate" => 6,
-            "proxy-authorization" => 7,
-            "upgrade" => 8,
-            _ => continue,
-        };
-        present |= 1 << i;
+        if let Role::HopByHop(i) = role(name.as_str()) {
+            present |= 1 << i;
+        }
     }
     present
 }
 
+/// Whether `name` is a hop-by-hop header (RFC 9110 7.6.1).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(role(name.as_str()), Role::HopByHop(_))
+}
+
 /// Hop-by-hop headers plus the ones a `Connection` header names. One pass over the (few)
 /// headers finds which are there, so only those pay for a hashed removal.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let present = hop_by_hop_present(headers);
     if present == 0 {
         return;
     }
     if present & 1 != 0 {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| {
-                !["close", "keep-alive", "upgrade"]
-                    .iter()
-                    .any(|k| t.eq_ignore_ascii_case(k))
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for n in named {
+        for n in connection_named(headers) {
             headers.remove(n);
         }
     }
     for (i, n) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 && !(keep_upgrade && n == header::UPGRADE) {
+        if present & (1 << i) != 0 {
             headers.remove(n);
         }
     }
@@ -97,60 +78,190 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Turns the client's headers into the upstream's, in place (all but Host: see [`upstream_host`]).
-///
-/// `client_ip` is the peer address as a header value, made once per connection.
-pub fn request_headers(headers: &mut HeaderMap, cx: &Ctx, client_ip: &HeaderValue, upgrade: bool) {
-    strip_hop_by_hop(headers, upgrade);
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    // The gateway answers `Expect` itself; identity headers are the gateway's alone to set.
-    let mut spoofable = [false; 3];
-    for name in headers.keys() {
-        if name == header::EXPECT {
-            spoofable[0] = true;
-        } else if let Some(i) = CONSUMER_HEADERS.iter().position(|c| c == name) {
-            spoofable[i + 1] = true;
-        }
-    }
-    if spoofable[0] {
-        headers.remove(header::EXPECT);
-    }
-    for (i, n) in CONSUMER_HEADERS.iter().enumerate() {
-        if spoofable[i + 1] {
-            headers.remove(n);
-        }
-    }
-    if let Some(c) = &cx.consumer {
-        let [username, groups] = &CONSUMER_HEADERS;
-        if let Some(v) = &c.username_header {
-            headers.insert(username.clone(), v.clone());
-        }
-        if let Some(v) = &c.groups_header {
-            headers.insert(groups.clone(), v.clone());
-        }
-    }
-
-    append_forwarded_for(headers, client_ip);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(cx.scheme));
-    match &cx.host {
-        Some(h) => headers.insert(X_FORWARDED_HOST, h.clone()),
-        None => headers.remove(X_FORWARDED_HOST),
-    };
-    headers.insert(X_REQUEST_ID, cx.request_id.clone());
+/// The gateway's changes to the client's headers on their way upstream (all of them: Host,
+/// forwarded-for, request id, consumer identity, no hop-by-hop headers), described once per
+/// request. An HTTP/1.1 upstream gets them as the head is written ([`Outgoing::drops`] and
+/// [`Outgoing::write`]): the client's header map is never edited, which costs a hashed
+/// insert or removal per header. An HTTP/2 upstream gets them applied to the map
+/// ([`Outgoing::apply`]).
+pub struct Outgoing<'a> {
+    /// Headers the client's `Connection` header names (rarely any).
+    named: Vec<HeaderName>,
+    /// A WebSocket upgrade keeps `Upgrade` and says `Connection: upgrade`.
+    upgrade: bool,
+    host: Option<&'a HeaderValue>,
+    /// The client's `X-Forwarded-For` (if any) with its address appended.
+    forwarded_for: Cow<'a, HeaderValue>,
+    proto: &'static str,
+    forwarded_host: Option<&'a HeaderValue>,
+    request_id: &'a HeaderValue,
+    consumer: [Option<&'a HeaderValue>; 2],
 }
 
-/// `X-Forwarded-For: <what the client sent>, <client ip>`, all values folded into one.
-fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+/// What a header named `name` is to the gateway on the way upstream.
+enum Role {
+    /// Hop-by-hop (RFC 9110 7.6.1): `HOP_BY_HOP[i]`.
+    HopByHop(usize),
+    /// Set by the gateway alone; the client's copy is dropped.
+    Replaced,
+    Passed,
+}
+
+fn role(name: &str) -> Role {
+    // A string match compiles to a switch on the length and one compare: far cheaper than
+    // comparing with each constant, or hashing.
+    match name {
+        "connection" => Role::HopByHop(0),
+        "keep-alive" => Role::HopByHop(1),
+        "proxy-connection" => Role::HopByHop(2),
+        "te" => Role::HopByHop(3),
+        "trailer" => Role::HopByHop(4),
+        "transfer-encoding" => Role::HopByHop(5),
+        "proxy-authenticate" => Role::HopByHop(6),
+        "proxy-authorization" => Role::HopByHop(7),
+        "upgrade" => Role::HopByHop(8),
+        // The gateway answers `Expect` itself; identity headers are the gateway's alone to set.
+        "host"
+        | "expect"
+        | "x-consumer-username"
+        | "x-consumer-groups"
+        | "x-forwarded-for"
+        | "x-forwarded-proto"
+        | "x-forwarded-host"
+        | "x-request-id" => Role::Replaced,
+        _ => Role::Passed,
+    }
+}
+
+impl<'a> Outgoing<'a> {
+    /// `client_ip` is the peer address as a header value, made once per connection.
+    pub fn new(headers: &'a HeaderMap, cx: &'a Ctx, client_ip: &'a HeaderValue, upgrade: bool) -> Self {
+        let named = if headers.contains_key(header::CONNECTION) {
+            connection_named(headers)
+        } else {
+            Vec::new()
+        };
+        let forwarded_for = if named.contains(&X_FORWARDED_FOR) {
+            Cow::Borrowed(client_ip)
+        } else {
+            forwarded_for(headers, client_ip)
+        };
+        let consumer = match &cx.consumer {
+            Some(c) => [c.username_header.as_ref(), c.groups_header.as_ref()],
+            None => [None, None],
+        };
+        Self {
+            named,
+            upgrade,
+            host: None,
+            forwarded_for,
+            proto: cx.scheme,
+            forwarded_host: cx.host.as_ref(),
+            request_id: &cx.request_id,
+            consumer,
+        }
+    }
+
+    /// The Host header for one node: a plugin's choice, else the upstream's `pass_host`.
+    pub fn set_host(&mut self, cx: &'a Ctx, upstream: &'a Upstream, node: &'a Node) {
+        let host = match (&cx.upstream_host, upstream.pass_host) {
+            (Some(h), _) => Some(h),
+            (None, PassHost::Pass) => cx.host.as_ref(),
+            (None, PassHost::Node) => Some(&node.host_header),
+            (None, PassHost::Rewrite) => upstream.upstream_host.as_ref(),
+        };
+        self.host = Some(host.unwrap_or(&node.host_header));
+    }
+
+    /// Whether the client's header `name` stays behind.
+    pub fn drops(&self, name: &HeaderName) -> bool {
+        match role(name.as_str()) {
+            Role::HopByHop(8) => !self.upgrade,
+            Role::HopByHop(_) | Role::Replaced => true,
+            Role::Passed => !self.named.is_empty() && self.named.contains(name),
+        }
+    }
+
+    /// The headers the gateway sets, in wire form.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let mut line = |name: &str, value: &[u8]| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        if let Some(h) = self.host {
+            line("host", h.as_bytes());
+        }
+        if self.upgrade {
+            line("connection", b"upgrade");
+        }
+        for (name, value) in CONSUMER_HEADERS.iter().zip(self.consumer) {
+            if let Some(v) = value {
+                line(name.as_str(), v.as_bytes());
+            }
+        }
+        line(X_FORWARDED_FOR.as_str(), self.forwarded_for.as_bytes());
+        line(X_FORWARDED_PROTO.as_str(), self.proto.as_bytes());
+        if let Some(h) = self.forwarded_host {
+            line(X_FORWARDED_HOST.as_str(), h.as_bytes());
+        }
+        line(X_REQUEST_ID.as_str(), self.request_id.as_bytes());
+    }
+
+    /// The same changes made to a header map (for HTTP/2 upstreams).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let dropped: Vec<HeaderName> = headers.keys().filter(|n| self.drops(n)).cloned().collect();
+        for n in dropped {
+            headers.remove(n);
+        }
+        if let Some(h) = self.host {
+            headers.insert(header::HOST, h.clone());
+        }
+        if self.upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        for (name, value) in CONSUMER_HEADERS.iter().zip(self.consumer) {
+            if let Some(v) = value {
+                headers.insert(name.clone(), v.clone());
+            }
+        }
+        headers.insert(X_FORWARDED_FOR, self.forwarded_for.clone().into_owned());
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
+        if let Some(h) = self.forwarded_host {
+            headers.insert(X_FORWARDED_HOST, h.clone());
+        }
+        headers.insert(X_REQUEST_ID, self.request_id.clone());
+    }
+}
+
+/// The headers a `Connection` header names, but for the tokens that are not header names
+/// to drop (`close`, `keep-alive`, `upgrade`).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !["close", "keep-alive", "upgrade"]
+                .iter()
+                .any(|k| t.eq_ignore_ascii_case(k))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect()
+}
+
+/// `<what the client sent>, <client ip>`, all the client's values folded into one.
+fn forwarded_for<'a>(headers: &HeaderMap, client_ip: &'a HeaderValue) -> Cow<'a, HeaderValue> {
     let mut prior = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .peekable();
     if prior.peek().is_none() {
-        headers.insert(X_FORWARDED_FOR, client_ip.clone());
-        return;
+        return Cow::Borrowed(client_ip);
     }
     let mut value = String::with_capacity(64);
     for v in prior {
@@ -158,30 +269,12 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
         value.push_str(", ");
     }
     value.push_str(client_ip.to_str().unwrap_or_default());
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-}
-
-/// Sets the Host header for one node: a plugin's choice, else the upstream's `pass_host`.
-pub fn upstream_host(headers: &mut HeaderMap, cx: &Ctx, upstream: &Upstream, node: &Node) {
-    let host = match (&cx.upstream_host, upstream.pass_host) {
-        (Some(h), _) => Some(h.clone()),
-        (None, PassHost::Pass) => cx.host.clone(),
-        (None, PassHost::Node) => Some(node.host_header.clone()),
-        (None, PassHost::Rewrite) => upstream.upstream_host.clone(),
-    };
-    match host {
-        Some(h) => headers.insert(header::HOST, h),
-        None => headers.insert(header::HOST, node.host_header.clone()),
-    };
+    HeaderValue::from_str(&value).map_or(Cow::Borrowed(client_ip), Cow::Owned)
 }
 
 /// Drops hop-by-hop headers from an upstream's response (kept on a 101, which needs them).
-pub fn response_headers(headers: &mut HeaderMap, switching: bool) {
-    if !switching {
-        strip_hop_by_hop(headers, false);
-    }
+pub fn response_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
 }
 
 #[cfg(test)]
@@ -195,7 +288,7 @@ mod tests {
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        strip_hop_by_hop(&mut h, false);
+        strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
     }

@@ -14,6 +14,7 @@
 //! for the rest of the connection, and hyper's own checks remain.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -284,9 +285,9 @@ fn inspect(bytes: &mut [u8]) -> Head {
     let http10;
     let len = {
         let base = bytes.as_ptr() as usize;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let len = match req.parse(bytes) {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(bytes, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Head::Partial,
             Err(httparse::Error::Version) if bytes.starts_with(b"PRI * HTTP/2") => return Head::NotHttp1,

@@ -5,6 +5,7 @@
 //! and swaps them in with [`Running::swap`].
 
 mod access_log;
+mod conn_watch;
 mod dispatch;
 mod error;
 mod forward;

@@ -2,6 +2,7 @@
 //! request's access-log record when it is done (fully sent, or dropped by a client that left).
 
 use crate::access_log::{AccessLog, Record};
+use crate::conn_watch::Busy;
 use crate::metrics::Sample;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -26,6 +27,8 @@ pub struct LoggedBody {
     sample: Option<Sample>,
     /// limit-conn places of the request, released when the body is done or dropped.
     slots: Vec<Arc<Slot>>,
+    /// The connection counts a request in progress until the body is done.
+    busy: Option<Busy>,
 }
 
 impl LoggedBody {
@@ -36,7 +39,13 @@ impl LoggedBody {
             pending,
             sample: Some(sample),
             slots: Vec::new(),
+            busy: None,
         }
+    }
+
+    /// Keeps the connection busy until the body ends.
+    pub fn hold_busy(&mut self, busy: Busy) {
+        self.busy = Some(busy);
     }
 
     /// Keeps `slots` until the body ends.
@@ -62,6 +71,7 @@ impl http_body::Body for LoggedBody {
         }
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
             this.slots.clear();
+            this.busy = None;
         }
         polled
     }

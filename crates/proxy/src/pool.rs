@@ -137,11 +137,6 @@ impl Stream {
         }
     }
 
-    /// How long since bytes last moved either way.
-    pub fn since_progress(&self) -> Duration {
-        self.timed().since_progress()
-    }
-
     /// Whether the upstream has neither closed the connection nor (on plain HTTP) sent
     /// anything while it sat idle. Costs a syscall only when the reactor saw the socket
     /// become readable; it peeks, so bytes under TLS (a session ticket) stay for TLS to read.

@@ -2,6 +2,7 @@
 //! response hooks, the request id, and the access-log record — in that order.
 
 use crate::access_log::Record;
+use crate::conn_watch::{Activity, Busy};
 use crate::dispatch::{self, UpstreamInfo};
 use crate::error::ProxyError;
 use crate::forward::X_REQUEST_ID;
@@ -15,6 +16,7 @@ use hyper::body::Incoming;
 use portico_plugins::{Body, Ctx, ctx::strip_port, reply};
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// The downstream peer, as known once per connection.
@@ -24,16 +26,32 @@ pub struct Peer {
     pub ip_header: HeaderValue,
     /// `http` or `https`: how the client reached the gateway.
     pub scheme: &'static str,
+    /// Whether the connection has a request in progress (for the idle timeout).
+    pub activity: Arc<Activity>,
 }
 
 impl Peer {
     pub fn new(ip: IpAddr, scheme: &'static str) -> Self {
         let ip_header = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        Self { ip, ip_header, scheme }
+        Self {
+            ip,
+            ip_header,
+            scheme,
+            activity: Arc::default(),
+        }
     }
 }
 
+/// One request, from its head to the response the client receives.
 pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<LoggedBody> {
+    // The connection is busy until the response body is done (or dropped with this future).
+    let busy = Busy::new(&peer.activity);
+    let mut resp = respond(w, req, peer).await;
+    resp.body_mut().hold_busy(busy);
+    resp
+}
+
+async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<LoggedBody> {
     let client_ip = peer.ip;
     let start = Instant::now();
     let method = metrics::method_class(req.method());

@@ -45,11 +45,6 @@ impl<T> TimedIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.io
     }
-
-    /// How long since bytes last moved either way.
-    pub fn since_progress(&self) -> std::time::Duration {
-        self.last_progress.elapsed()
-    }
 }
 
 fn timed_out(what: &str) -> io::Error {

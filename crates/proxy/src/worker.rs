@@ -4,6 +4,7 @@
 //! Nothing here is shared with other workers on the request path but the snapshot itself,
 //! which is only read; checking for a new one is one atomic load.
 
+use crate::conn_watch::{End, Watch};
 use crate::head_guard::HeadGuard;
 use crate::pool::Pool;
 use crate::server::Shared;
@@ -11,7 +12,7 @@ use crate::snapshot::Snapshot;
 use crate::{h2, service, tls};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ pub type LocalSnapshot = Rc<Arc<Snapshot>>;
 pub struct Worker {
     pub shared: Arc<Shared>,
     pub pool: Pool,
+    /// Shutdown and idle timeouts, for this worker's HTTP/1 connections.
+    watch: Watch,
     cached: RefCell<(u64, LocalSnapshot)>,
     /// The last TLS config seen per TLS listener: kept if a reload drops a listener's `tls`
     /// (changing listeners takes a restart).
@@ -59,6 +62,7 @@ impl Worker {
         Self {
             shared,
             pool: Pool::default(),
+            watch: Watch::default(),
             cached: RefCell::new((generation, snap)),
             tls: RefCell::default(),
         }
@@ -119,8 +123,18 @@ pub fn run(shared: Arc<Shared>, listeners: Vec<Bound>, shutdown: watch::Receiver
                 Err(e) => tracing::error!(target: "portico::worker", error = %e, "cannot use listener"),
             }
         }
+        let ticker = worker.clone();
+        tokio::task::spawn_local(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                ticker.watch.tick();
+            }
+        });
         let mut stop = shutdown.clone();
         let _ = stop.wait_for(|s| *s).await;
+        worker.watch.trigger();
         let drained = async {
             while conns.open.get() > 0 {
                 conns.idle.notified().await;
@@ -193,7 +207,7 @@ async fn serve_plain(
     let peer = Rc::new(service::Peer::new(client_ip, "http"));
     match before_shutdown(&mut shutdown, HEAD_TIMEOUT, h2::starts_with_preface(&stream)).await {
         Some(Ok(true)) => h2::serve(stream, worker, peer, shutdown).await,
-        Some(Ok(false)) => serve_http1(stream, worker, peer, shutdown).await,
+        Some(Ok(false)) => serve_http1(stream, worker, peer).await,
         Some(Err(_)) | None => {}
     }
 }
@@ -223,29 +237,34 @@ async fn serve_tls(
     if stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
         h2::serve(stream, worker, peer, shutdown).await;
     } else {
-        serve_http1(stream, worker, peer, shutdown).await;
+        serve_http1(stream, worker, peer).await;
     }
 }
 
-async fn serve_http1<I>(io: I, worker: Rc<Worker>, peer: Rc<service::Peer>, mut shutdown: watch::Receiver<bool>)
+async fn serve_http1<I>(io: I, worker: Rc<Worker>, peer: Rc<service::Peer>)
 where
     // Send: hyper hands an upgraded (WebSocket) connection over as a `Send` object.
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let w = worker.clone();
+    // No hyper header timer: the worker's watch ends idle connections (see conn_watch).
+    let activity = peer.activity.clone();
     let svc = service_fn(move |req| {
         let (worker, peer) = (worker.clone(), peer.clone());
         async move { Ok::<_, Infallible>(service::handle(&worker, req, &peer).await) }
     });
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
         .keep_alive(true)
         .serve_connection(TokioIo::new(HeadGuard::new(io)), svc)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => log_conn_end(res),
-        _ = shutdown.wait_for(|s| *s) => {
+        end = w.watch.wait(activity) => {
+            if end == End::Idle {
+                tracing::debug!(target: "portico::worker", "idle connection closed");
+                return;
+            }
             // Finish the request in flight, then close; an idle connection closes now.
             conn.as_mut().graceful_shutdown();
             log_conn_end(conn.await);

@@ -17,5 +17,5 @@ mod upstream;
 pub use hash_on::HashOn;
 pub use health::{HealthCheck, enable_active_checks};
 pub use round_robin::RoundRobin;
-pub use state::{Circuit, InFlight, NodeState, NodeView, Outcome, now_us};
+pub use state::{Circuit, InFlight, NodeState, NodeView, Outcome, now_us, us_at};
 pub use upstream::{Node, Upstream};

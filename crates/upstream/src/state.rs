@@ -13,8 +13,14 @@ pub use view::{Circuit, NodeView};
 
 /// Microseconds since the process started: cheap to store in an atomic.
 pub fn now_us() -> u64 {
+    us_at(Instant::now())
+}
+
+/// `at` on the [`now_us`] scale: for a caller that has read the clock already.
+pub fn us_at(at: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+    at.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_micros() as u64
 }
 
 /// How long a latency sample keeps its weight (peak-EWMA decay), as linkerd uses.

@@ -158,7 +158,11 @@ impl Upstream {
     /// Picks a healthy node that `tried` does not hold yet and claims it (a half-open circuit
     /// lets one request through); `None` when no node is left. `hash` is the consistent-hash key.
     pub fn pick(&self, hash: &[u8], tried: &[usize]) -> Option<usize> {
-        let now = crate::state::now_us();
+        self.pick_at(hash, tried, crate::state::now_us())
+    }
+
+    /// [`Upstream::pick`] at `now` (see [`crate::now_us`]).
+    pub fn pick_at(&self, hash: &[u8], tried: &[usize], now: u64) -> Option<usize> {
         if self.nodes.len() == 1 {
             return (tried.is_empty() && self.nodes[0].state.admit(now)).then_some(0);
         }

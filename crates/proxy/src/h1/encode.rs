@@ -1,5 +1,6 @@
 //! The request head as it goes on the wire, and chunked framing for bodies of unknown length.
 
+use crate::forward::Outgoing;
 use http::{HeaderMap, Method, Uri, header};
 
 /// How the request body is framed towards the upstream.
@@ -27,16 +28,29 @@ fn expects_body(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PUT | Method::PATCH)
 }
 
-/// Appends `METHOD origin-form HTTP/1.1`, the headers (framing headers replaced by
-/// `framing`'s) and the blank line to `out`.
-pub fn head(out: &mut Vec<u8>, method: &Method, uri: &Uri, headers: &HeaderMap, framing: Framing) {
+/// Appends `METHOD origin-form HTTP/1.1`, the headers (the gateway's changes applied if
+/// `outgoing` has them, framing headers replaced by `framing`'s) and the blank line to `out`.
+pub fn head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    outgoing: Option<&Outgoing>,
+    framing: Framing,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(o) = outgoing {
+        o.write(out);
+    }
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || outgoing.is_some_and(|o| o.drops(name))
+        {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -89,7 +103,7 @@ mod tests {
         h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         let mut out = Vec::new();
         let uri: Uri = "/a?b=1".parse().expect("uri");
-        head(&mut out, &Method::POST, &uri, &h, Framing::Length(3));
+        head(&mut out, &Method::POST, &uri, &h, None, Framing::Length(3));
         assert_eq!(
             out,
             b"POST /a?b=1 HTTP/1.1\r\nhost: api.test\r\ncontent-length: 3\r\n\r\n"

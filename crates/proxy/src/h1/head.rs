@@ -3,8 +3,11 @@
 //!
 //! Header values are slices of the one buffer the head was read into: no copy per header.
 
+use crate::forward;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, response};
+use smallvec::SmallVec;
+use std::mem::MaybeUninit;
 
 /// More headers than this in one response is an upstream error.
 const MAX_HEADERS: usize = 128;
@@ -30,9 +33,10 @@ pub struct Head {
 
 /// Parses one response head from the front of `buf`, removing it. `Ok(None)`: not complete yet.
 pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
+    // Uninitialised: zeroing 128 headers would cost more than parsing the usual five.
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err("too many response headers"),
@@ -48,19 +52,21 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'s
 
     // Where each name and value sits in the head, so values can share its bytes.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans: SmallVec<[(u32, u32, u32, u32); 16]> = SmallVec::new();
     let count = resp.headers.len();
     let mut length: Option<u64> = None;
     let (mut chunked, mut te, mut close, mut keep_alive) = (false, false, false, false);
-    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+    // `Connection` names a header besides its usual tokens: that header is hop-by-hop too.
+    let mut names_others = false;
+    for h in resp.headers.iter() {
         let name_at = h.name.as_ptr() as usize - base;
         let value_at = h.value.as_ptr() as usize - base;
-        *span = (
+        spans.push((
             name_at as u32,
             h.name.len() as u32,
             value_at as u32,
             h.value.len() as u32,
-        );
+        ));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_length(h.value).ok_or("invalid Content-Length in response")?;
@@ -75,23 +81,35 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'s
         } else if name.eq_ignore_ascii_case(b"connection") {
             for t in h.value.split(|b| *b == b',') {
                 let t = t.trim_ascii();
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                let (c, k) = (t.eq_ignore_ascii_case(b"close"), t.eq_ignore_ascii_case(b"keep-alive"));
+                close |= c;
+                keep_alive |= k;
+                names_others |= !(c || k || t.is_empty() || t.eq_ignore_ascii_case(b"upgrade"));
             }
         }
     }
 
     let head = buf.split_to(len).freeze();
+    // Hop-by-hop headers stay here (but on a 101, whose tunnel needs them); so does what
+    // `Connection` names, in the rare head where it names something.
+    let relay_all = code == 101;
     let mut map = HeaderMap::with_capacity(count);
-    for &(na, nl, va, vl) in &spans[..count] {
+    for &(na, nl, va, vl) in &spans {
         let name = HeaderName::from_bytes(&head[na as usize..(na + nl) as usize])
             .map_err(|_| "invalid response header name")?;
         if te && name == http::header::CONTENT_LENGTH {
             // Transfer-Encoding overrides it (RFC 9112 6.3); a relayed copy would lie.
             continue;
         }
+        if !relay_all && forward::is_hop_by_hop(&name) && !(names_others && name == http::header::CONNECTION) {
+            continue;
+        }
         let value = value(&head, va as usize, vl as usize)?;
         map.append(name, value);
+    }
+
+    if names_others && !relay_all {
+        forward::response_headers(&mut map);
     }
 
     let framing = if head_request || code / 100 == 1 || code == 204 || code == 304 {

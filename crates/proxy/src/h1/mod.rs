@@ -17,6 +17,7 @@ mod idle;
 
 pub use idle::checkout;
 
+use crate::forward::Outgoing;
 use crate::pool::{self, ConnectError, Key, Stream};
 use bytes::BytesMut;
 use head::BodyFraming;
@@ -46,6 +47,8 @@ pub struct Conn {
     /// The write buffer, kept between requests.
     out: Vec<u8>,
     key: Key,
+    /// When it went back to the idle list ([`crate::conn_watch::seconds`]).
+    idle_since: u32,
 }
 
 /// What the upstream answered.
@@ -101,6 +104,7 @@ impl Conn {
             buf: BytesMut::with_capacity(READ_SIZE),
             out: Vec::with_capacity(1024),
             key,
+            idle_since: 0,
         })
     }
 
@@ -112,9 +116,10 @@ impl Conn {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
+        outgoing: Option<&Outgoing<'_>>,
         body: Body,
     ) -> Result<Answer, SendError> {
-        self.write_request(method, uri, headers, body).await?;
+        self.write_request(method, uri, headers, outgoing, body).await?;
         let head_request = *method == Method::HEAD;
         let head = loop {
             match head::parse(&mut self.buf, head_request) {
@@ -165,12 +170,13 @@ impl Conn {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
+        outgoing: Option<&Outgoing<'_>>,
         mut body: Body,
     ) -> Result<(), SendError> {
         let framing = encode::framing(method, headers, body.size_hint().exact());
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        encode::head(&mut out, method, uri, headers, framing);
+        encode::head(&mut out, method, uri, headers, outgoing, framing);
         let mut sent = 0u64;
         // The head waits for the first piece of body, so both usually leave in one write.
         while !body.is_end_stream() {

@@ -77,7 +77,7 @@ fn headers() -> HeaderMap {
 }
 
 async fn get(conn: Box<Conn>) -> Result<Answer, SendError> {
-    conn.send(&Method::GET, &Uri::from_static("/x"), &headers(), Body::Empty)
+    conn.send(&Method::GET, &Uri::from_static("/x"), &headers(), None, Body::Empty)
         .await
 }
 
@@ -197,7 +197,7 @@ async fn bodies_of_unknown_length_go_chunked() {
             tx.send(bytes::Bytes::from_static(b"abc")).expect("send");
             drop(tx);
             let answer = conn
-                .send(&Method::POST, &Uri::from_static("/up"), &headers(), body)
+                .send(&Method::POST, &Uri::from_static("/up"), &headers(), None, body)
                 .await;
             assert_eq!(text(answer.expect("sent")).await.0, 204);
             let mut got = String::new();
