@@ -13,6 +13,7 @@ use crate::kind::Kind;
 use crate::mask;
 use portico_config::{Config, ConfigErrors, Consumer, Route, Upstream, parse};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A write that passed: the config it makes, and the item to store (`None` for a delete).
 #[derive(Debug)]
@@ -91,17 +92,17 @@ pub fn put(current: &Config, kind: Kind, id: &str, mut body: Value) -> Result<Pr
         Kind::Routes => place(
             &mut config.routes,
             position,
-            parse::item::<Route>(yaml, &at, &mut errors),
+            parse::item::<Arc<Route>>(yaml, &at, &mut errors),
         ),
         Kind::Upstreams => place(
             &mut config.upstreams,
             position,
-            parse::item::<Upstream>(yaml, &at, &mut errors),
+            parse::item::<Arc<Upstream>>(yaml, &at, &mut errors),
         ),
         Kind::Consumers => place(
             &mut config.consumers,
             position,
-            parse::item::<Consumer>(yaml, &at, &mut errors),
+            parse::item::<Arc<Consumer>>(yaml, &at, &mut errors),
         ),
     }
     if !errors.is_empty() {

@@ -3,22 +3,27 @@
 use crate::units::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Plugin name → that plugin's own config, typed and checked by the plugin itself.
 pub type PluginMap = BTreeMap<String, serde_yaml::Value>;
 
 /// A whole configuration file.
+///
+/// Resources are shared (`Arc`): a config built from another (a reload, an admin write, the
+/// cluster store's documents) shares what did not change, so copying one is cheap and the
+/// compiler can tell an unchanged resource by pointer before comparing by value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub gateway: Gateway,
     #[serde(default)]
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
     #[serde(default)]
-    pub consumers: Vec<Consumer>,
+    pub consumers: Vec<Arc<Consumer>>,
     #[serde(default)]
-    pub routes: Vec<Route>,
+    pub routes: Vec<Arc<Route>>,
     #[serde(default)]
     pub global_plugins: PluginMap,
 }

@@ -7,5 +7,5 @@
 mod reload;
 mod watch;
 
-pub use reload::{Outcome, Reloader, compile, load_and_compile};
+pub use reload::{Outcome, Reloader, compile, compile_next, load_and_compile};
 pub use watch::watch_file;

@@ -12,7 +12,12 @@ pub fn load_and_compile(path: &Path) -> Result<(Loaded, Snapshot), ConfigErrors>
 
 /// Validates and compiles a parsed config, wherever it came from (a file, the cluster store).
 pub fn compile(loaded: Loaded) -> Result<(Loaded, Snapshot), ConfigErrors> {
-    let snapshot = portico_proxy::validate_and_compile(&loaded.config, &loaded.hash)?;
+    compile_next(loaded, None)
+}
+
+/// [`compile`], taking from `previous` (the snapshot being served) what did not change.
+pub fn compile_next(loaded: Loaded, previous: Option<&Snapshot>) -> Result<(Loaded, Snapshot), ConfigErrors> {
+    let snapshot = portico_proxy::validate_and_compile_next(&loaded.config, &loaded.hash, previous)?;
     Ok((loaded, snapshot))
 }
 
@@ -85,7 +90,8 @@ impl Reloader {
         trigger: &'static str,
         locate: &dyn Fn(&str) -> String,
     ) -> Outcome {
-        let (loaded, snapshot) = match loaded.and_then(compile) {
+        let serving = self.running.snapshot();
+        let (loaded, snapshot) = match loaded.and_then(|l| compile_next(l, Some(&serving))) {
             Ok(ok) => ok,
             Err(errors) => {
                 for e in &errors.0 {

@@ -135,6 +135,11 @@ impl Chain {
     pub fn has_response_hooks(&self) -> bool {
         self.has_response_hooks
     }
+
+    /// Whether `other` is this very chain (the same compiled plugins, not equal ones).
+    pub fn same(&self, other: &Chain) -> bool {
+        Arc::ptr_eq(&self.global, &other.global) && Arc::ptr_eq(&self.own, &other.own)
+    }
 }
 
 /// The authenticated consumer's own plugins, when it has any.

@@ -10,6 +10,7 @@ use crate::plugin::{BuildEnv, typed};
 use crate::{basic_auth, jwt_auth, key_auth};
 use http::HeaderValue;
 use portico_config::{ConfigErrors, error::join};
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 /// One authenticated caller, as later phases and the upstream see it.
@@ -59,19 +60,19 @@ pub const AUTH_PLUGINS: [&str; 3] = ["key-auth", "basic-auth", "jwt-auth"];
 
 /// Compiles the config's consumers; errors are located (`consumers[1].credentials.key-auth.key`)
 /// and never quote a secret.
-pub fn compile(consumers: &[portico_config::Consumer], errors: &mut ConfigErrors) -> Arc<Consumers> {
+pub fn compile<C: Borrow<portico_config::Consumer>>(consumers: &[C], errors: &mut ConfigErrors) -> Arc<Consumers> {
     compile_with(consumers, errors, &BuildEnv::default())
 }
 
 /// [`compile`], the consumers' own plugins built in `base` (for `gateway.redis`), each in its
 /// consumer's scope (`consumer:NAME`: a consumer's rate-limit counts across routes).
-pub fn compile_with(
-    consumers: &[portico_config::Consumer],
+pub fn compile_with<C: Borrow<portico_config::Consumer>>(
+    consumers: &[C],
     errors: &mut ConfigErrors,
     base: &BuildEnv,
 ) -> Arc<Consumers> {
     let mut out = Consumers::default();
-    for (i, c) in consumers.iter().enumerate() {
+    for (i, c) in consumers.iter().map(Borrow::borrow).enumerate() {
         let at = format!("consumers[{i}]");
         let plugins_at = join(&at, "plugins");
         let env = BuildEnv {

@@ -144,6 +144,67 @@ pub struct BuildEnv {
     pub redis: Option<portico_config::Redis>,
 }
 
+/// What of its [`BuildEnv`] a plugin's build reads besides its own settings and its scope.
+/// A compiled plugin may serve a new config unchanged only if its settings, its scope and
+/// these are unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The consumers' credentials (the auth plugins).
+    pub consumers: bool,
+    /// The named upstreams (traffic-split).
+    pub upstreams: bool,
+    /// `gateway.redis` (rate-limit).
+    pub redis: bool,
+}
+
+impl Needs {
+    const ALL: Needs = Needs {
+        consumers: true,
+        upstreams: true,
+        redis: true,
+    };
+
+    /// What plugin `name` needs; everything for a name not listed here (when in doubt, a
+    /// plugin is built again).
+    pub fn of(name: &str) -> Needs {
+        let none = Needs::default();
+        match name {
+            "key-auth" | "basic-auth" | "jwt-auth" => Needs {
+                consumers: true,
+                ..none
+            },
+            "traffic-split" => Needs {
+                upstreams: true,
+                ..none
+            },
+            "rate-limit" => Needs { redis: true, ..none },
+            "ip-restriction"
+            | "cors"
+            | "acl"
+            | "request-size-limit"
+            | "limit-conn"
+            | "mock"
+            | "redirect"
+            | "request-transformer"
+            | "response-transformer" => none,
+            _ => Needs::ALL,
+        }
+    }
+
+    /// What the plugins of a `plugins:` map need together.
+    pub fn of_map(map: &portico_config::PluginMap) -> Needs {
+        map.keys().map(|n| Needs::of(n)).fold(Needs::default(), Needs::or)
+    }
+
+    pub fn or(self, other: Needs) -> Needs {
+        Needs {
+            consumers: self.consumers || other.consumers,
+            upstreams: self.upstreams || other.upstreams,
+            redis: self.redis || other.redis,
+        }
+    }
+}
+
 /// Builds one plugin from its YAML config. Errors are messages relative to the plugin's location.
 pub fn build(name: &str, config: &serde_yaml::Value, env: &BuildEnv) -> Result<Instance, Vec<(String, String)>> {
     match name {

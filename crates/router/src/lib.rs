@@ -27,6 +27,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use pattern::Pattern;
 use rank::Rank;
 use std::fmt;
+use std::sync::Arc;
 use trie::Entry;
 
 /// One route's match conditions, already validated for syntax by the config crate; the router
@@ -76,18 +77,27 @@ impl std::error::Error for RouteError {}
 /// A compiled route table, mapping requests to the `T` of the best matching route.
 ///
 /// Built once per configuration by the control plane and shared read-only by every request.
+/// The matching part (index and conditions) is shared by routers made with
+/// [`Router::with_values`]: a config whose routes match as before needs no new index.
 #[derive(Debug, Clone)]
 pub struct Router<T> {
-    routes: Vec<Route<T>>,
+    table: Arc<Table>,
+    /// One per route, in the order given.
+    values: Box<[T]>,
+}
+
+/// What matching needs, independent of the routes' values.
+#[derive(Debug, Default)]
+struct Table {
+    conditions: Vec<Conditions>,
     index: HostIndex,
 }
 
 /// What a lookup checks on a route found by host and path.
-#[derive(Debug, Clone)]
-struct Route<T> {
+#[derive(Debug)]
+struct Conditions {
     methods: Vec<Method>,
     headers: Vec<(HeaderName, HeaderValue)>,
-    value: T,
 }
 
 // === impl Router ===
@@ -103,7 +113,8 @@ impl<T> Router<T> {
     pub fn new(routes: Vec<(RouteDef, T)>) -> Result<Self, Vec<RouteError>> {
         let mut errors = Vec::new();
         let mut index = HostIndex::default();
-        let mut table = Vec::with_capacity(routes.len());
+        let mut conditions = Vec::with_capacity(routes.len());
+        let mut values = Vec::with_capacity(routes.len());
         for (i, (def, value)) in routes.into_iter().enumerate() {
             let mut ok = true;
             let mut fail = |path, message| {
@@ -145,17 +156,46 @@ impl<T> Router<T> {
                     }
                 }
             }
-            table.push(Route {
+            conditions.push(Conditions {
                 methods: def.methods,
                 headers: def.headers,
-                value,
             });
+            values.push(value);
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         index.finish();
-        Ok(Self { routes: table, index })
+        Ok(Self {
+            table: Arc::new(Table { conditions, index }),
+            values: values.into(),
+        })
+    }
+
+    /// The same routes with other values, one per route in the same order, sharing this
+    /// router's index (nothing is parsed or indexed again).
+    ///
+    /// # Errors
+    ///
+    /// The values given back when their number is not the number of routes.
+    pub fn with_values<U>(&self, values: Vec<U>) -> Result<Router<U>, Vec<U>> {
+        if values.len() != self.values.len() {
+            return Err(values);
+        }
+        Ok(Router {
+            table: self.table.clone(),
+            values: values.into(),
+        })
+    }
+
+    /// Every route's value, in the order the routes were given.
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    /// Whether `other` shares this router's index (made by [`Router::with_values`]).
+    pub fn shares_index<U>(&self, other: &Router<U>) -> bool {
+        Arc::ptr_eq(&self.table, &other.table)
     }
 
     /// The value of the best route for a request, or `None` when no route matches (a 404).
@@ -164,19 +204,20 @@ impl<T> Router<T> {
     /// has none: only routes without hosts match then). `path` is the path alone, without
     /// the query, already normalized by the caller.
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str, headers: &HeaderMap) -> Option<&T> {
-        let accept = |route: usize| self.routes.get(route).is_some_and(|r| r.accepts(method, headers));
-        let entry = self.index.find(host, path, &accept)?;
-        self.routes.get(entry.route).map(|r| &r.value)
+        let conditions = &self.table.conditions;
+        let accept = |route: usize| conditions.get(route).is_some_and(|r| r.accepts(method, headers));
+        let entry = self.table.index.find(host, path, &accept)?;
+        self.values.get(entry.route)
     }
 
     /// The number of routes.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.values.len()
     }
 
     /// Whether there are no routes (every lookup then finds nothing).
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.values.is_empty()
     }
 }
 
@@ -184,15 +225,15 @@ impl<T> Default for Router<T> {
     /// A router without routes.
     fn default() -> Self {
         Self {
-            routes: Vec::new(),
-            index: HostIndex::default(),
+            table: Arc::default(),
+            values: Box::default(),
         }
     }
 }
 
-// === impl Route ===
+// === impl Conditions ===
 
-impl<T> Route<T> {
+impl Conditions {
     /// Whether the method and header conditions hold.
     fn accepts(&self, method: &Method, headers: &HeaderMap) -> bool {
         (self.methods.is_empty() || self.methods.contains(method))

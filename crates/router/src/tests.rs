@@ -538,3 +538,13 @@ fn ten_thousand_routes() {
     );
     assert_eq!(get(&r, Some("h9.example.com"), "/svc9/items/1"), Some(9));
 }
+
+#[test]
+fn with_values_shares_the_index() {
+    let router = router(vec![route(&["/a"]), route(&["/b/*"])]);
+    let other = router.with_values(vec!["one", "two"]).unwrap();
+    assert!(other.shares_index(&router));
+    assert_eq!(other.find(None, &Method::GET, "/b/c", &HeaderMap::new()), Some(&"two"));
+    assert_eq!(other.values(), ["one", "two"]);
+    assert_eq!(router.with_values(vec![0]).unwrap_err(), [0]);
+}

@@ -34,16 +34,7 @@ pub fn default_path(config: &Path) -> PathBuf {
 
 /// Writes `state` at `revision` to `path`, replacing the old cache in one step.
 pub fn write(path: &Path, prefix: &str, revision: i64, state: &State) -> std::io::Result<()> {
-    let file = CacheFile {
-        prefix: prefix.to_owned(),
-        revision,
-        documents: state
-            .docs
-            .iter()
-            .map(|(k, e)| (k.path(prefix), e.value.clone()))
-            .collect(),
-    };
-    let text = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+    let text = render(prefix, revision, state)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -59,6 +50,30 @@ pub fn write(path: &Path, prefix: &str, revision: i64, state: &State) -> std::io
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The cache file's JSON, with each document's text as the state keeps it (not serialized
+/// again): a [`CacheFile`].
+fn render(prefix: &str, revision: i64, state: &State) -> std::io::Result<Vec<u8>> {
+    let string = |s: &str| serde_json::to_string(s).map_err(std::io::Error::other);
+    let mut out = Vec::with_capacity(64 + state.docs().map(|(_, e)| e.text.len() + 64).sum::<usize>());
+    out.extend_from_slice(
+        format!(
+            "{{\"prefix\":{},\"revision\":{revision},\"documents\":{{",
+            string(prefix)?
+        )
+        .as_bytes(),
+    );
+    for (i, (key, entry)) in state.docs().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(string(&key.path(prefix))?.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(entry.text.as_bytes());
+    }
+    out.extend_from_slice(b"}}");
+    Ok(out)
 }
 
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
@@ -111,7 +126,7 @@ mod tests {
         write(&path, "/p", 8, &s).unwrap();
         let (back, revision) = read(&path, "/p").unwrap();
         assert_eq!(revision, 8);
-        assert_eq!(back.docs.len(), 1);
+        assert_eq!(back.len(), 1);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(read(&path, "/q").unwrap_err().contains("prefix"));
         assert_eq!(

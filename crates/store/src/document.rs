@@ -7,13 +7,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A decoded resource.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
-    Upstream(Upstream),
-    Consumer(Consumer),
-    Route(Route),
+    Upstream(Arc<Upstream>),
+    Consumer(Arc<Consumer>),
+    Route(Arc<Route>),
     GlobalPlugins(PluginMap),
 }
 
