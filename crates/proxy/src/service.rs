@@ -10,7 +10,7 @@ use crate::logged_body::{LoggedBody, Pending};
 use crate::metrics::{self, RouteMetrics, Sample};
 use crate::worker::Worker;
 use crate::{framing, path};
-use http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use portico_plugins::{Body, Ctx, ctx::strip_port, reply};
@@ -55,9 +55,10 @@ async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<Lo
     let client_ip = peer.ip;
     let start = Instant::now();
     let method = metrics::method_class(req.method());
-    let request_id = request_id(req.headers());
+    let scan = framing::scan(&req);
+    let request_id = request_id(scan.request_id);
     // HTTP/2 requests carry the host in `:authority`, and may have no Host header.
-    let host = match req.headers().get(header::HOST) {
+    let host = match scan.host {
         Some(h) => Some(h.clone()),
         None => req
             .uri()
@@ -65,7 +66,7 @@ async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<Lo
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     // A gRPC client gets the gateway's own errors as gRPC statuses (see `finish`).
-    let grpc = reply::is_grpc(req.headers());
+    let (grpc, verdict) = (scan.grpc, scan.verdict);
     let mut span = (w.shared.tracer.as_ref()).map(|t| {
         t.start_span(
             req.headers(),
@@ -101,7 +102,7 @@ async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<Lo
         })
     });
 
-    if let Err(why) = framing::check(&req) {
+    if let Err(why) = verdict {
         return finish(
             ProxyError::Malformed(why).into_response(&request_id),
             &request_id,
@@ -226,8 +227,8 @@ fn finish(
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a new UUID v4.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(X_REQUEST_ID) {
+fn request_id(sent: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = sent {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
             return v.clone();
