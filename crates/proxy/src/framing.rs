@@ -99,6 +99,25 @@ fn check<B>(
     }
 }
 
+/// The bytes of a reg-name (RFC 3986: unreserved, sub-delims, and `%` of pct-encoded), as a
+/// table: one load per byte.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=%";
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
+
 /// `host[:port]` where host is a reg-name, an IPv4 address or a bracketed IPv6 literal.
 fn valid_host(h: &[u8]) -> bool {
     let (name, port) = if h.first() == Some(&b'[') {
@@ -123,9 +142,7 @@ fn valid_host(h: &[u8]) -> bool {
         }
     };
     let port_ok = port.len() <= 5 && port.iter().all(u8::is_ascii_digit);
-    let name_ok = name
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let name_ok = name.iter().all(|&b| REG_NAME[usize::from(b)]);
     port_ok && name_ok && !(name.is_empty() && h.first() != Some(&b'['))
 }
 
