@@ -11,6 +11,8 @@
 # 3. Propagation: CHANGES times, the file changes ONE route (`/probe`'s body) and is pushed;
 #    measured from the start of the push until every node answers the new body (polled with
 #    curl). Printed per change, then the median and the max. The target: under 1000 ms.
+#    Also the CPU time (user + system, from /proc) node 1 spent per change — applying it,
+#    plus answering the polls — and what each `portico push` took.
 # 4. Throughput on node 1 (wrk, CONNECTIONS connections, DURATION): steady, then while a
 #    push changes one route every second. Printed as req/s and the churn/steady ratio.
 #
@@ -54,6 +56,9 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+cpu_ms() { # cpu_ms PID: user + system CPU time of a process so far
+    awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$1/stat"
+}
 
 # --- etcd --------------------------------------------------------------------------------
 ETCD_PORT=$(free_port)
@@ -99,6 +104,7 @@ log "initial push: $(($(now_ms) - start)) ms"
 
 # --- nodes -------------------------------------------------------------------------------
 NODE_PORTS=()
+NODE_PIDS=()
 for n in $(seq 1 "$NODES"); do
     port=$(free_port)
     NODE_PORTS+=("$port")
@@ -111,6 +117,7 @@ gateway:
 YAML
     "$PORTICO_BIN" run -c "$BENCH_OUT/node$n.yaml" 2>"$BENCH_OUT/node$n.log" &
     PIDS+=($!)
+    NODE_PIDS+=($!)
 done
 wait_body() { # wait_body PORT BODY TIMEOUT_MS
     local deadline=$(($(now_ms) + $3))
@@ -126,10 +133,12 @@ log "$NODES nodes serve $ROUTES routes"
 
 # --- propagation -------------------------------------------------------------------------
 times=()
+node_cpu_before=$(cpu_ms "${NODE_PIDS[0]}")
+TIMEFORMAT='%U %S'
 for c in $(seq 1 "$CHANGES"); do
     write_file "$c"
     start=$(now_ms)
-    "$PORTICO_BIN" push -c "$FILE" >/dev/null
+    { time "$PORTICO_BIN" push -c "$FILE" >/dev/null; } 2>>"$BENCH_OUT/push-cpu.txt"
     pushed=$(($(now_ms) - start))
     for port in "${NODE_PORTS[@]}"; do
         wait_body "$port" "v$c" 10000 || die "node on $port never served v$c"
@@ -138,6 +147,8 @@ for c in $(seq 1 "$CHANGES"); do
     times+=("$took")
     log "change $c: push ${pushed} ms, on every node after ${took} ms"
 done
+node_cpu=$((($(cpu_ms "${NODE_PIDS[0]}") - node_cpu_before) / CHANGES))
+push_cpu=$(awk '{ s += $1 + $2 } END { printf "%d", s * 1000 / NR }' "$BENCH_OUT/push-cpu.txt")
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 median=$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 max=$(echo "$sorted" | tail -1)
@@ -170,5 +181,6 @@ applied=$(grep -c 'config applied' "$BENCH_OUT/node1.log" || true)
     printf '| %s | %s | %s ms | %s ms | %s | %s | %s |\n' "$ROUTES" "$NODES" "$median" "$max" "$steady" "$churn" \
         "$(awk -v a="$churn" -v b="$steady" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
     echo
+    echo "CPU per one-route change: node 1 ${node_cpu} ms (apply + answering the polls), \`portico push\` ${push_cpu} ms"
     echo "node 1 applied $applied configs; raw output in $BENCH_OUT"
 } | tee "$BENCH_OUT/summary.md"

@@ -15,17 +15,31 @@ const SECTIONS: [&str; 5] = ["gateway", "upstreams", "consumers", "routes", "glo
 /// Parses a whole file. Structural errors only: cross-references are checked by [`crate::validate`].
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
+    match yaml(text, env, &mut errors) {
+        Some(root) => from_value(root, errors),
+        None => Err(errors),
+    }
+}
+
+/// A file's YAML with `${VAR}` substituted from `env`; `None` when it is not YAML. Errors go
+/// to `errors`.
+pub fn yaml(text: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut ConfigErrors) -> Option<Value> {
     let mut root: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             errors.push("", format!("invalid YAML: {e}"));
-            return Err(errors);
+            return None;
         }
     };
     if root.is_null() {
         root = Value::Mapping(Default::default());
     }
-    substitute(&mut root, "", env, &mut errors);
+    substitute(&mut root, "", env, errors);
+    Some(root)
+}
+
+/// The config a file's YAML (from [`yaml`]) describes, adding to the `errors` found so far.
+pub fn from_value(root: Value, mut errors: ConfigErrors) -> Result<Config, ConfigErrors> {
     let Value::Mapping(map) = root else {
         errors.push(
             "",

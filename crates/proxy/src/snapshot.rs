@@ -82,8 +82,25 @@ pub fn validate_and_compile_next(
     hash: &str,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ConfigErrors> {
+    validated(config, hash, previous, Serve::Yes)
+}
+
+/// Validates and compiles `config` as a reload would, for a config that does not serve here
+/// (`portico push` checks a file for other nodes): no metric series are made for its routes.
+pub fn check(config: &Config) -> Result<(), ConfigErrors> {
+    validated(config, "", None, Serve::No).map(drop)
+}
+
+/// Whether a compiled config is to serve requests here (and so needs its routes' metrics).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    Yes,
+    No,
+}
+
+fn validated(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve) -> Result<Snapshot, ConfigErrors> {
     let mut errors = portico_config::validate::validate(config);
-    match compile_next(config, hash, previous) {
+    match build(config, hash, previous, serve) {
         Ok(snapshot) if errors.is_empty() => Ok(snapshot),
         Ok(_) => Err(errors),
         Err(compile_errors) if errors.is_empty() => Err(compile_errors),
@@ -118,6 +135,10 @@ pub fn compile(config: &Config, hash: &str) -> Result<Snapshot, ConfigErrors> {
 /// change: see the module documentation. The result is the same as compiling from scratch,
 /// save that reused parts keep their state (balancer position, health checks, plugin state).
 pub fn compile_next(config: &Config, hash: &str, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+    build(config, hash, previous, Serve::Yes)
+}
+
+fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve) -> Result<Snapshot, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let tls = tls::compile(&config.gateway.listeners, &mut errors);
     let prev = previous.map(Previous::new);
@@ -207,6 +228,7 @@ pub fn compile_next(config: &Config, hash: &str, previous: Option<&Snapshot>) ->
                 // A route's metric series are its id's, whatever else changed.
                 let (id, metrics) = match old {
                     Some(o) => (o.entry.id.clone(), o.entry.metrics.clone()),
+                    None if serve == Serve::No => (r.id.as_str().into(), RouteMetrics::unrouted().clone()),
                     None => (r.id.as_str().into(), RouteMetrics::new(&r.id)),
                 };
                 RouteEntry {

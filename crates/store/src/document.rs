@@ -59,13 +59,17 @@ fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
 pub fn from_file(path: &Path) -> Result<BTreeMap<Key, Value>, ConfigErrors> {
     let at = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| one(&at, format!("cannot read: {e}")))?;
-    let mut root: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| one(&at, format!("invalid YAML: {e}")))?;
     let mut errors = ConfigErrors::default();
-    portico_config::env::substitute(&mut root, "", &|name| std::env::var(name).ok(), &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
+    let root = portico_config::parse::yaml(&text, &|name| std::env::var(name).ok(), &mut errors);
+    match root {
+        Some(root) if errors.is_empty() => from_yaml(&root),
+        _ => Err(errors),
     }
+}
+
+/// The documents of a file's YAML, already substituted ([`portico_config::parse::yaml`]).
+pub fn from_yaml(root: &serde_yaml::Value) -> Result<BTreeMap<Key, Value>, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
     let mut docs = BTreeMap::new();
     let serde_yaml::Value::Mapping(map) = root else {
         return Ok(docs);

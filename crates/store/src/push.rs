@@ -9,7 +9,7 @@ use crate::client::{Stored, connect, load};
 use crate::document;
 use crate::layout::{DEFAULT_PREFIX, Key, range_start};
 use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
-use portico_config::{ConfigErrors, StoreKind};
+use portico_config::{ConfigErrors, Gateway, StoreKind, parse};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,7 +71,7 @@ pub fn diff(desired: &BTreeMap<Key, Value>, stored: &[Stored]) -> Vec<Change> {
                 value: Some(value.clone()),
                 mod_revision: 0,
             }),
-            Some(s) if serde_json::from_slice::<Value>(&s.value).ok().as_ref() != Some(value) => changes.push(Change {
+            Some(s) if !same_document(&s.value, value) => changes.push(Change {
                 action: Action::Update,
                 key: key.clone(),
                 value: Some(value.clone()),
@@ -92,6 +92,12 @@ pub fn diff(desired: &BTreeMap<Key, Value>, stored: &[Stored]) -> Vec<Change> {
     }
     changes.sort_by(|a, b| a.key.cmp(&b.key));
     changes
+}
+
+/// Whether a stored document is `desired`: the same text as push writes it (compact, keys
+/// sorted), else the same JSON value once parsed.
+fn same_document(stored: &[u8], desired: &Value) -> bool {
+    stored == desired.to_string().as_bytes() || serde_json::from_slice::<Value>(stored).ok().as_ref() == Some(desired)
 }
 
 /// The one transaction that applies `changes` if the store is still at `revision`.
@@ -127,10 +133,8 @@ pub struct Pushed {
 /// it to the etcd store it names, and writes what changed to `out`.
 pub fn run(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<(), String> {
     let shown = path.display();
-    let gateway = match portico_control::load_and_compile(path) {
-        Ok((loaded, _)) => loaded.config.gateway,
-        Err(errors) => return Err(format!("invalid config {shown}:\n{}", indent(&errors))),
-    };
+    let invalid = |errors: ConfigErrors| format!("invalid config {shown}:\n{}", indent(&errors));
+    let (gateway, desired) = read(path).map_err(invalid)?;
     let store = &gateway.config_store;
     if store.kind != StoreKind::Etcd {
         return Err(format!(
@@ -138,8 +142,6 @@ pub fn run(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<(), String
         ));
     }
     let prefix = store.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
-    let desired =
-        document::from_file(path).map_err(|errors| format!("invalid config {shown}:\n{}", indent(&errors)))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,6 +160,28 @@ pub fn run(path: &Path, dry_run: bool, out: &mut dyn Write) -> Result<(), String
         None => format!("pushed {n} change(s) to {prefix}"),
     };
     write(out, summary)
+}
+
+/// The file's `gateway` section and its documents, once the whole file is checked as
+/// `portico validate` checks it. The YAML is read once for both.
+fn read(path: &Path) -> Result<(Gateway, BTreeMap<Key, Value>), ConfigErrors> {
+    let one = |message: String| {
+        let mut e = ConfigErrors::default();
+        e.push(path.display().to_string(), message);
+        e
+    };
+    let bytes = std::fs::read(path).map_err(|e| one(format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| one("not UTF-8 text".into()))?;
+    let mut errors = ConfigErrors::default();
+    let root = parse::yaml(&text, &|name| std::env::var(name).ok(), &mut errors).ok_or_else(|| errors.clone())?;
+    let desired = if errors.is_empty() {
+        document::from_yaml(&root)?
+    } else {
+        BTreeMap::new()
+    };
+    let config = parse::from_value(root, errors)?;
+    portico_proxy::check(&config)?;
+    Ok((config.gateway, desired))
 }
 
 fn indent(errors: &ConfigErrors) -> String {
