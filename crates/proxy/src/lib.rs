@@ -6,6 +6,7 @@
 
 mod access_log;
 mod conn_watch;
+mod copied;
 mod dispatch;
 mod error;
 mod forward;
@@ -19,6 +20,7 @@ pub mod metrics;
 mod metrics_route;
 pub mod otel;
 mod otel_export;
+mod otel_proto;
 mod path;
 mod pool;
 mod server;

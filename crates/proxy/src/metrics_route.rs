@@ -159,12 +159,13 @@ impl Sample {
     /// Counts the request, its duration until now, and the response body bytes sent; ends
     /// the span.
     pub fn finish(self, bytes_sent: u64) {
+        let took = self.start.elapsed();
         if let Some(span) = self.span {
-            span.end(self.status.as_u16());
+            span.end(self.status.as_u16(), took);
         }
         let r = &self.route;
         r.count_request(self.method, self.status);
-        r.duration.observe(self.start.elapsed().as_secs_f64());
+        r.duration.observe(took.as_secs_f64());
         if bytes_sent > 0 {
             r.bytes_sent.inc_by(bytes_sent);
         }

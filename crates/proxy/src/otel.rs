@@ -3,8 +3,10 @@
 //!
 //! Off unless `gateway.tracing` is set; then the request path pays one branch. On, a request
 //! makes two random ids, formats one `traceparent` for its upstream, and queues one plain
-//! struct; all protobuf and network work happens on the exporter's own thread.
+//! struct (its texts copied inline, see `copied`); all protobuf and network work happens on
+//! the exporter's own thread.
 
+use crate::copied::Copied;
 use crate::otel_export::Msg;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use portico_config::Tracing;
@@ -41,8 +43,8 @@ pub struct SpanData {
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
     pub method: Method,
-    pub uri: Uri,
-    pub host: Option<HeaderValue>,
+    /// [`HOST`]: the Host without its port (when it is text), [`PATH`]: the path (no query).
+    pub texts: Copied<2>,
     pub scheme: &'static str,
     pub client_ip: IpAddr,
     pub route: Option<Arc<str>>,
@@ -52,11 +54,14 @@ pub struct SpanData {
     pub status: u16,
 }
 
+/// Indexes into [`SpanData::texts`].
+pub const HOST: usize = 0;
+pub const PATH: usize = 1;
+
 /// A request's span while the request runs.
 #[derive(Debug)]
 pub struct Span {
     tracer: Arc<Tracer>,
-    started: Instant,
     /// `None` when the trace is not sampled: the context still goes upstream, nothing is exported.
     data: Option<SpanData>,
     context: Context,
@@ -102,8 +107,10 @@ impl Tracer {
             start_unix_ns: unix_ns(),
             end_unix_ns: 0,
             method: method.clone(),
-            uri: uri.clone(),
-            host: host.cloned(),
+            texts: Copied::new([
+                host.and_then(|h| h.to_str().ok()).map(portico_plugins::ctx::strip_port),
+                Some(uri.path()),
+            ]),
             scheme,
             client_ip,
             route: None,
@@ -114,7 +121,6 @@ impl Tracer {
         });
         Box::new(Span {
             tracer: self.clone(),
-            started: Instant::now(),
             data,
             context: Context {
                 trace_id,
@@ -197,11 +203,12 @@ impl Span {
         }
     }
 
-    /// Ends the span with the response's status and queues it for export.
-    pub fn end(self, status: u16) {
+    /// Ends the span, `took` after its request started, with the response's status, and
+    /// queues it for export.
+    pub fn end(self, status: u16, took: Duration) {
         if let Some(mut d) = self.data {
             d.status = status;
-            d.end_unix_ns = d.start_unix_ns + self.started.elapsed().as_nanos() as u64;
+            d.end_unix_ns = d.start_unix_ns + took.as_nanos() as u64;
             self.tracer.send(d);
         }
     }

@@ -1,5 +1,5 @@
 //! The span exporter: one thread that batches finished spans and posts them to the collector
-//! as OTLP/HTTP protobuf (`opentelemetry-proto` messages, encoded with prost, sent with hyper).
+//! as OTLP/HTTP protobuf (encoded by `otel_proto` as they arrive, sent with hyper).
 //!
 //! Requests hand spans over a bounded channel and never wait: when the channel is full the
 //! span is dropped and counted (`portico_tracing_spans_dropped_total`). A failed export drops
@@ -7,17 +7,13 @@
 
 use crate::metrics::families;
 use crate::otel::SpanData;
+use crate::otel_proto::Encoder;
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use portico_config::Tracing;
-use prost::Message;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -28,7 +24,7 @@ const NAP: Duration = Duration::from_millis(10);
 struct Exporter {
     authority: String,
     path: String,
-    resource: Resource,
+    encoder: Encoder,
     max_spans: usize,
     delay: Duration,
     timeout: Duration,
@@ -43,10 +39,7 @@ pub fn spawn(config: &Tracing) -> std::io::Result<SyncSender<Msg>> {
     let exporter = Exporter {
         authority: endpoint.authority,
         path: endpoint.path,
-        resource: Resource {
-            attributes: vec![string("service.name", &config.service_name)],
-            ..Default::default()
-        },
+        encoder: Encoder::new(&config.service_name),
         max_spans: config.batch.max_spans,
         delay: config.batch.delay.get(),
         timeout: config.batch.timeout.get(),
@@ -61,11 +54,10 @@ pub fn spawn(config: &Tracing) -> std::io::Result<SyncSender<Msg>> {
 
 impl Exporter {
     fn run(mut self, rt: &tokio::runtime::Runtime, rx: &Receiver<Msg>) {
-        let mut batch = Vec::with_capacity(self.max_spans);
         loop {
             let mut ack = None;
             match rx.recv() {
-                Ok(Msg::Span(s)) => batch.push(s),
+                Ok(Msg::Span(s)) => self.encoder.push(&s),
                 Ok(Msg::Flush(a)) => ack = Some(a),
                 Err(_) => return,
             }
@@ -73,9 +65,9 @@ impl Exporter {
             let deadline = Instant::now() + self.delay;
             let mut open = true;
             while ack.is_none() {
-                while batch.len() < self.max_spans {
+                while self.encoder.len() < self.max_spans {
                     match rx.try_recv() {
-                        Ok(Msg::Span(s)) => batch.push(s),
+                        Ok(Msg::Span(s)) => self.encoder.push(&s),
                         Ok(Msg::Flush(a)) => {
                             ack = Some(a);
                             break;
@@ -88,13 +80,13 @@ impl Exporter {
                     }
                 }
                 let now = Instant::now();
-                if ack.is_some() || !open || batch.len() >= self.max_spans || now >= deadline {
+                if ack.is_some() || !open || self.encoder.len() >= self.max_spans || now >= deadline {
                     break;
                 }
                 std::thread::sleep(NAP.min(deadline - now));
             }
-            if !batch.is_empty() {
-                self.export(rt, &mut batch);
+            if !self.encoder.is_empty() {
+                self.export(rt);
             }
             if let Some(a) = ack {
                 let _ = a.send(());
@@ -105,10 +97,10 @@ impl Exporter {
         }
     }
 
-    /// Sends `batch` (emptying it); counts what the collector took or what was lost.
-    fn export(&mut self, rt: &tokio::runtime::Runtime, batch: &mut Vec<SpanData>) {
-        let n = batch.len() as u64;
-        let body = Bytes::from(encode(&self.resource, batch.drain(..)));
+    /// Sends the batch (emptying it); counts what the collector took or what was lost.
+    fn export(&mut self, rt: &tokio::runtime::Runtime) {
+        let n = self.encoder.len() as u64;
+        let body = Bytes::from(self.encoder.finish());
         let f = families();
         match rt.block_on(self.post(body)) {
             Ok(()) => f.spans_exported.inc_by(n),
@@ -193,99 +185,4 @@ pub enum Msg {
     Span(SpanData),
     /// Export everything queued before this now, then answer.
     Flush(SyncSender<()>),
-}
-
-/// One export request holding `spans`.
-fn encode(resource: &Resource, spans: impl Iterator<Item = SpanData>) -> Vec<u8> {
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "portico".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
-                spans: spans.map(to_proto).collect(),
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    };
-    request.encode_to_vec()
-}
-
-/// Trace flags (sampled), and that the parent's remoteness is known (bit 8) and true (bit 9).
-const FLAG_SAMPLED: u32 = 0x1;
-const FLAG_HAS_IS_REMOTE: u32 = 0x100;
-const FLAG_IS_REMOTE: u32 = 0x200;
-
-/// A span as OTLP writes it, with the HTTP semantic-convention attributes.
-fn to_proto(s: SpanData) -> Span {
-    let mut attributes = Vec::with_capacity(12);
-    attributes.push(string("http.request.method", s.method.as_str()));
-    attributes.push(string("url.path", s.uri.path()));
-    attributes.push(string("url.scheme", s.scheme));
-    if let Some(host) = s.host.as_ref().and_then(|h| h.to_str().ok()) {
-        attributes.push(string("server.address", portico_plugins::ctx::strip_port(host)));
-    }
-    attributes.push(string("client.address", &s.client_ip.to_string()));
-    attributes.push(int("http.response.status_code", i64::from(s.status)));
-    if let Some(r) = &s.route {
-        attributes.push(string("portico.route", r));
-    }
-    if let Some(u) = &s.upstream {
-        attributes.push(string("portico.upstream", u));
-    }
-    if let Some(n) = &s.node {
-        attributes.push(string("portico.upstream.address", n));
-    }
-    if let Some(code) = s.upstream_status {
-        attributes.push(int("portico.upstream.status_code", i64::from(code)));
-    }
-    let name = match &s.route {
-        Some(r) => format!("{} {r}", s.method),
-        None => s.method.to_string(),
-    };
-    let error = s.status >= 500;
-    Span {
-        trace_id: s.trace_id.to_vec(),
-        span_id: s.span_id.to_vec(),
-        parent_span_id: s.parent.map(|p| p.to_vec()).unwrap_or_default(),
-        flags: FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | if s.parent.is_some() { FLAG_IS_REMOTE } else { 0 },
-        name,
-        kind: span::SpanKind::Server as i32,
-        start_time_unix_nano: s.start_unix_ns,
-        end_time_unix_nano: s.end_unix_ns,
-        attributes,
-        status: Some(Status {
-            code: if error {
-                status::StatusCode::Error
-            } else {
-                status::StatusCode::Unset
-            } as i32,
-            message: String::new(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn string(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
 }

@@ -168,5 +168,8 @@ impl Running {
         if let Some(t) = &self.shared.tracer {
             t.flush(self.drain.clamp(Duration::from_secs(1), Duration::from_secs(5)));
         }
+        if let Some(log) = &self.shared.log {
+            log.flush(Duration::from_secs(5));
+        }
     }
 }

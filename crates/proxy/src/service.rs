@@ -81,24 +81,14 @@ async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<Lo
         Box::new(Pending {
             log: log.clone(),
             start,
-            record: Record {
-                ts: SystemTime::now(),
-                request_id: request_id.clone(),
+            record: Record::new(
+                SystemTime::now(),
+                &request_id,
                 client_ip,
-                method: req.method().clone(),
-                host: host.clone(),
-                path: req.uri().clone(),
-                status: 0,
-                bytes_sent: 0,
-                duration_ms: 0.0,
-                route_id: None,
-                consumer: None,
-                upstream: None,
-                upstream_addr: None,
-                upstream_status: None,
-                upstream_duration_ms: None,
-                grpc_status: None,
-            },
+                req.method(),
+                host.as_ref(),
+                req.uri(),
+            ),
         })
     });
 

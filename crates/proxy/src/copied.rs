@@ -1,0 +1,68 @@
+//! A few short texts of a request (its id, host, path) copied out of it, inline.
+//!
+//! An access-log record or a span waits for another thread after its response is done. Had it
+//! kept the request's `Uri` or a `HeaderValue`, it would keep a reference into hyper's read
+//! buffer, and hyper, finding the buffer still shared, would allocate a new one for the next
+//! request on the connection. Copying the few bytes is cheaper, and they usually fit inline.
+
+use smallvec::SmallVec;
+
+/// `N` optional texts in one buffer (inline up to 112 bytes in all).
+#[derive(Debug, Clone)]
+pub struct Copied<const N: usize> {
+    bytes: SmallVec<[u8; 112]>,
+    /// Where each text ends in `bytes`; `u32::MAX` for an absent one (its start is then the
+    /// end of the one before).
+    ends: [u32; N],
+}
+
+const ABSENT: u32 = u32::MAX;
+
+impl<const N: usize> Copied<N> {
+    /// Copies `texts`. Each must be valid UTF-8 (`&str`s are).
+    pub fn new(texts: [Option<&str>; N]) -> Self {
+        let mut bytes = SmallVec::new();
+        let mut ends = [ABSENT; N];
+        for (end, text) in ends.iter_mut().zip(texts) {
+            if let Some(t) = text {
+                bytes.extend_from_slice(t.as_bytes());
+                *end = u32::try_from(bytes.len()).unwrap_or(ABSENT);
+            }
+        }
+        Copied { bytes, ends }
+    }
+
+    /// Text `i`, if it was given.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        if end == ABSENT {
+            return None;
+        }
+        let start = self.ends[..i]
+            .iter()
+            .rev()
+            .find(|&&e| e != ABSENT)
+            .copied()
+            .unwrap_or(0);
+        let bytes = self.bytes.get(start as usize..end as usize)?;
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_come_back_as_given() {
+        let c = Copied::new([Some("req-1"), None, Some("/a/b"), Some("")]);
+        assert_eq!(c.get(0), Some("req-1"));
+        assert_eq!(c.get(1), None);
+        assert_eq!(c.get(2), Some("/a/b"));
+        assert_eq!(c.get(3), Some(""));
+        assert_eq!(c.get(4), None);
+        let long = "x".repeat(500);
+        let c = Copied::new([None, Some(long.as_str())]);
+        assert_eq!((c.get(0), c.get(1)), (None, Some(long.as_str())));
+    }
+}

@@ -1,0 +1,311 @@
+//! Spans in the OTLP protobuf wire format (`ExportTraceServiceRequest`), written straight into
+//! reused buffers with prost's varint helpers.
+//!
+//! Building `opentelemetry-proto`'s message structs first cost a dozen small allocations per
+//! span (every attribute key and value a `String`), their length pass and their drop: more than
+//! the request itself. Here a span is a few `extend_from_slice` calls. The field numbers are
+//! those of `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`; the unit
+//! tests decode the output with `opentelemetry-proto`.
+
+use crate::otel::{HOST, PATH, SpanData};
+use prost::encoding::{encode_varint, encoded_len_varint};
+use std::io::Write as _;
+use std::net::IpAddr;
+
+/// A field's key byte: `field << 3 | wire type` (every field written here is below 16).
+const fn key(field: u8, wire: u8) -> u8 {
+    (field << 3) | wire
+}
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+
+/// Trace flags (sampled), and that the parent's remoteness is known (bit 8) and true (bit 9).
+const FLAG_SAMPLED: u32 = 0x1;
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+const FLAG_IS_REMOTE: u32 = 0x200;
+/// `Span.flags`: field 16, fixed32; its key takes two varint bytes.
+const FLAGS_KEY: [u8; 2] = [0x85, 0x01];
+const SPAN_KIND_SERVER: u8 = 2;
+const STATUS_CODE_ERROR: u8 = 2;
+
+/// Export requests, one batch of spans at a time.
+pub struct Encoder {
+    /// `ResourceSpans.resource` (field 1), complete.
+    resource: Vec<u8>,
+    /// `ScopeSpans.scope` (field 1), complete.
+    scope: Vec<u8>,
+    /// The batch's `ScopeSpans.spans` (field 2), one after the other.
+    spans: Vec<u8>,
+    /// One span's body while it is written.
+    span: Vec<u8>,
+    count: usize,
+    /// The last client address and its text (a connection's requests share one).
+    ip: Option<(IpAddr, String)>,
+}
+
+impl Encoder {
+    pub fn new(service_name: &str) -> Self {
+        let mut attributes = Vec::new();
+        string_attribute(&mut attributes, key(1, LEN), "service.name", service_name);
+        let mut resource = Vec::new();
+        bytes_field(&mut resource, key(1, LEN), &attributes);
+        let mut scope_body = Vec::new();
+        bytes_field(&mut scope_body, key(1, LEN), b"portico");
+        bytes_field(&mut scope_body, key(2, LEN), env!("CARGO_PKG_VERSION").as_bytes());
+        let mut scope = Vec::new();
+        bytes_field(&mut scope, key(1, LEN), &scope_body);
+        Encoder {
+            resource,
+            scope,
+            spans: Vec::with_capacity(64 * 1024),
+            span: Vec::with_capacity(512),
+            count: 0,
+            ip: None,
+        }
+    }
+
+    /// Spans added since the last [`Encoder::finish`].
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds one span to the batch.
+    pub fn push(&mut self, s: &SpanData) {
+        let b = &mut self.span;
+        b.clear();
+        bytes_field(b, key(1, LEN), &s.trace_id);
+        bytes_field(b, key(2, LEN), &s.span_id);
+        if let Some(parent) = &s.parent {
+            bytes_field(b, key(4, LEN), parent);
+        }
+        // The name: the method, and the route when one matched.
+        let method = s.method.as_str();
+        match &s.route {
+            Some(r) => {
+                b.push(key(5, LEN));
+                encode_varint((method.len() + 1 + r.len()) as u64, b);
+                b.extend_from_slice(method.as_bytes());
+                b.push(b' ');
+                b.extend_from_slice(r.as_bytes());
+            }
+            None => bytes_field(b, key(5, LEN), method.as_bytes()),
+        }
+        b.extend_from_slice(&[key(6, VARINT), SPAN_KIND_SERVER]);
+        b.push(key(7, FIXED64));
+        b.extend_from_slice(&s.start_unix_ns.to_le_bytes());
+        b.push(key(8, FIXED64));
+        b.extend_from_slice(&s.end_unix_ns.to_le_bytes());
+
+        const ATTR: u8 = key(9, LEN);
+        string_attribute(b, ATTR, "http.request.method", method);
+        string_attribute(b, ATTR, "url.path", s.texts.get(PATH).unwrap_or_default());
+        string_attribute(b, ATTR, "url.scheme", s.scheme);
+        if let Some(host) = s.texts.get(HOST) {
+            string_attribute(b, ATTR, "server.address", host);
+        }
+        let ip = match &self.ip {
+            Some((ip, text)) if *ip == s.client_ip => text,
+            _ => &self.ip.insert((s.client_ip, ip_text(s.client_ip))).1,
+        };
+        string_attribute(b, ATTR, "client.address", ip);
+        int_attribute(b, ATTR, "http.response.status_code", i64::from(s.status));
+        if let Some(r) = &s.route {
+            string_attribute(b, ATTR, "portico.route", r);
+        }
+        if let Some(u) = &s.upstream {
+            string_attribute(b, ATTR, "portico.upstream", u);
+        }
+        if let Some(n) = &s.node {
+            string_attribute(b, ATTR, "portico.upstream.address", n);
+        }
+        if let Some(code) = s.upstream_status {
+            int_attribute(b, ATTR, "portico.upstream.status_code", i64::from(code));
+        }
+        // Status (field 15): code ERROR (3) for a 5xx, else an empty message (code UNSET).
+        if s.status >= 500 {
+            b.extend_from_slice(&[key(15, LEN), 2, key(3, VARINT), STATUS_CODE_ERROR]);
+        } else {
+            b.extend_from_slice(&[key(15, LEN), 0]);
+        }
+        let remote = if s.parent.is_some() { FLAG_IS_REMOTE } else { 0 };
+        b.extend_from_slice(&FLAGS_KEY);
+        b.extend_from_slice(&(FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | remote).to_le_bytes());
+
+        bytes_field(&mut self.spans, key(2, LEN), &self.span);
+        self.count += 1;
+    }
+
+    /// The export request holding every span added since the last call; the batch starts
+    /// empty again.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let scope_spans = self.scope.len() + self.spans.len();
+        let resource_spans = self.resource.len() + 1 + encoded_len_varint(scope_spans as u64) + scope_spans;
+        let mut out = Vec::with_capacity(resource_spans + 16);
+        out.push(key(1, LEN));
+        encode_varint(resource_spans as u64, &mut out);
+        out.extend_from_slice(&self.resource);
+        out.push(key(2, LEN));
+        encode_varint(scope_spans as u64, &mut out);
+        out.extend_from_slice(&self.scope);
+        out.extend_from_slice(&self.spans);
+        self.spans.clear();
+        self.count = 0;
+        out
+    }
+}
+
+/// A length-delimited field: key, length, bytes.
+fn bytes_field(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
+    out.push(key);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// A `KeyValue` field (under `key`) whose value is `AnyValue.string_value`.
+fn string_attribute(out: &mut Vec<u8>, field: u8, name: &str, value: &str) {
+    let any = 1 + encoded_len_varint(value.len() as u64) + value.len();
+    keyvalue_head(out, field, name, any);
+    bytes_field(out, key(1, LEN), value.as_bytes());
+}
+
+/// A `KeyValue` field (under `key`) whose value is `AnyValue.int_value`.
+fn int_attribute(out: &mut Vec<u8>, field: u8, name: &str, value: i64) {
+    let any = 1 + encoded_len_varint(value as u64);
+    keyvalue_head(out, field, name, any);
+    out.push(key(3, VARINT));
+    encode_varint(value as u64, out);
+}
+
+/// A `KeyValue`'s field key and length, its `key`, and the head of its `value` (an `AnyValue`
+/// of `any` bytes, which the caller writes next).
+fn keyvalue_head(out: &mut Vec<u8>, field: u8, name: &str, any: usize) {
+    let len = 1 + encoded_len_varint(name.len() as u64) + name.len() + 1 + encoded_len_varint(any as u64) + any;
+    out.push(field);
+    encode_varint(len as u64, out);
+    bytes_field(out, key(1, LEN), name.as_bytes());
+    out.push(key(2, LEN));
+    encode_varint(any as u64, out);
+}
+
+fn ip_text(ip: IpAddr) -> String {
+    let mut buf = Vec::with_capacity(15);
+    let _ = write!(buf, "{ip}");
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copied::Copied;
+    use http::Method;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
+    use prost::Message;
+    use std::sync::Arc;
+
+    fn span(route: Option<&str>, parent: Option<[u8; 8]>, status: u16) -> SpanData {
+        SpanData {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            parent,
+            start_unix_ns: 1_700_000_000_000_000_000,
+            end_unix_ns: 1_700_000_000_000_250_000,
+            method: Method::POST,
+            texts: Copied::new([Some("api.test"), Some(&format!("/long/{}", "p".repeat(200)))]),
+            scheme: "https",
+            client_ip: "10.1.2.3".parse().unwrap(),
+            route: route.map(Arc::from),
+            upstream: route.map(|_| Arc::from("backend")),
+            node: route.map(|_| Arc::from("127.0.0.1:9000")),
+            upstream_status: route.map(|_| 503),
+            status,
+        }
+    }
+
+    fn attr(s: &Span, key: &str) -> Option<Value> {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    }
+
+    fn text(v: &str) -> Option<Value> {
+        Some(Value::StringValue(v.into()))
+    }
+
+    #[test]
+    fn batches_decode_as_otlp_export_requests() {
+        let mut e = Encoder::new("edge");
+        for _ in 0..2 {
+            e.push(&span(Some("r1"), Some([1; 8]), 502));
+            e.push(&span(None, None, 404));
+            assert_eq!(e.len(), 2);
+            let req = ExportTraceServiceRequest::decode(&e.finish()[..]).unwrap();
+            assert!(e.is_empty());
+            let rs = &req.resource_spans[0];
+            let service = &rs.resource.as_ref().unwrap().attributes[0];
+            assert_eq!(service.key, "service.name");
+            assert_eq!(service.value.clone().unwrap().value, text("edge"));
+            let ss = &rs.scope_spans[0];
+            let scope = ss.scope.as_ref().unwrap();
+            assert_eq!(
+                (scope.name.as_str(), scope.version.as_str()),
+                ("portico", env!("CARGO_PKG_VERSION"))
+            );
+            assert_eq!(ss.spans.len(), 2);
+
+            let s = &ss.spans[0];
+            assert_eq!(
+                (s.trace_id.as_slice(), s.span_id.as_slice()),
+                (&[7; 16][..], &[9; 8][..])
+            );
+            assert_eq!(s.parent_span_id, vec![1; 8]);
+            assert_eq!(s.flags, FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE);
+            assert_eq!((s.name.as_str(), s.kind), ("POST r1", SpanKind::Server as i32));
+            assert_eq!(s.end_time_unix_nano - s.start_time_unix_nano, 250_000);
+            assert_eq!(s.status.as_ref().unwrap().code, StatusCode::Error as i32);
+            assert_eq!(attr(s, "http.request.method"), text("POST"));
+            assert_eq!(attr(s, "url.path"), text(&format!("/long/{}", "p".repeat(200))));
+            assert_eq!(attr(s, "url.scheme"), text("https"));
+            assert_eq!(attr(s, "server.address"), text("api.test"));
+            assert_eq!(attr(s, "client.address"), text("10.1.2.3"));
+            assert_eq!(attr(s, "http.response.status_code"), Some(Value::IntValue(502)));
+            assert_eq!(attr(s, "portico.route"), text("r1"));
+            assert_eq!(attr(s, "portico.upstream"), text("backend"));
+            assert_eq!(attr(s, "portico.upstream.address"), text("127.0.0.1:9000"));
+            assert_eq!(attr(s, "portico.upstream.status_code"), Some(Value::IntValue(503)));
+
+            let s = &ss.spans[1];
+            assert!(s.parent_span_id.is_empty());
+            assert_eq!(s.flags, FLAG_SAMPLED | FLAG_HAS_IS_REMOTE);
+            assert_eq!(s.name, "POST");
+            assert_eq!(s.status.as_ref().unwrap().code, StatusCode::Unset as i32);
+            assert_eq!(attr(s, "portico.route"), None);
+            assert_eq!(attr(s, "http.response.status_code"), Some(Value::IntValue(404)));
+        }
+    }
+
+    #[test]
+    fn client_addresses_of_both_families() {
+        let mut e = Encoder::new("edge");
+        for ip in ["10.1.2.3", "::1", "10.1.2.4"] {
+            e.push(&SpanData {
+                client_ip: ip.parse().unwrap(),
+                ..span(None, None, 200)
+            });
+        }
+        let req = ExportTraceServiceRequest::decode(&e.finish()[..]).unwrap();
+        let ips: Vec<_> = req.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|s| attr(s, "client.address"))
+            .collect();
+        assert_eq!(ips, vec![text("10.1.2.3"), text("::1"), text("10.1.2.4")]);
+    }
+}
