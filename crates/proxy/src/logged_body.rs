@@ -87,12 +87,10 @@ impl http_body::Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some(sample) = self.sample.take() {
-            sample.finish(self.bytes);
-        }
+        let took = self.sample.take().map(|sample| sample.finish(self.bytes));
         if let Some(mut p) = self.pending.take() {
             p.record.bytes_sent = self.bytes;
-            p.record.duration_ms = p.start.elapsed().as_secs_f64() * 1000.0;
+            p.record.duration_ms = took.unwrap_or_else(|| p.start.elapsed()).as_secs_f64() * 1000.0;
             p.log.send(p.record);
         }
     }

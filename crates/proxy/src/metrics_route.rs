@@ -156,9 +156,9 @@ impl Sample {
         }
     }
 
-    /// Counts the request, its duration until now, and the response body bytes sent; ends
-    /// the span.
-    pub fn finish(self, bytes_sent: u64) {
+    /// Counts the request, its duration until now (returned), and the response body bytes
+    /// sent; ends the span.
+    pub fn finish(self, bytes_sent: u64) -> Duration {
         let took = self.start.elapsed();
         if let Some(span) = self.span {
             span.end(self.status.as_u16(), took);
@@ -169,5 +169,6 @@ impl Sample {
         if bytes_sent > 0 {
             r.bytes_sent.inc_by(bytes_sent);
         }
+        took
     }
 }

@@ -8,9 +8,10 @@
 //! tests decode the output with `opentelemetry-proto`.
 
 use crate::otel::{HOST, PATH, SpanData};
+use http::Method;
 use prost::encoding::{encode_varint, encoded_len_varint};
-use std::io::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A field's key byte: `field << 3 | wire type` (every field written here is below 16).
 const fn key(field: u8, wire: u8) -> u8 {
@@ -24,8 +25,6 @@ const LEN: u8 = 2;
 const FLAG_SAMPLED: u32 = 0x1;
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 const FLAG_IS_REMOTE: u32 = 0x200;
-/// `Span.flags`: field 16, fixed32; its key takes two varint bytes.
-const FLAGS_KEY: [u8; 2] = [0x85, 0x01];
 const SPAN_KIND_SERVER: u8 = 2;
 const STATUS_CODE_ERROR: u8 = 2;
 
@@ -37,11 +36,27 @@ pub struct Encoder {
     scope: Vec<u8>,
     /// The batch's `ScopeSpans.spans` (field 2), one after the other.
     spans: Vec<u8>,
-    /// One span's body while it is written.
-    span: Vec<u8>,
     count: usize,
-    /// The last client address and its text (a connection's requests share one).
-    ip: Option<(IpAddr, String)>,
+    /// The last span's name and method and route attributes, and what they were made of:
+    /// consecutive spans mostly share them.
+    route: Option<(RouteKey, Vec<u8>)>,
+    /// The last span's scheme, server and client address attributes, likewise.
+    client: Option<(ClientKey, Vec<u8>)>,
+}
+
+#[derive(PartialEq)]
+struct RouteKey {
+    method: Method,
+    route: Option<Arc<str>>,
+    upstream: Option<Arc<str>>,
+    node: Option<Arc<str>>,
+}
+
+#[derive(PartialEq)]
+struct ClientKey {
+    scheme: &'static str,
+    host: Option<String>,
+    ip: IpAddr,
 }
 
 impl Encoder {
@@ -59,9 +74,9 @@ impl Encoder {
             resource,
             scope,
             spans: Vec::with_capacity(64 * 1024),
-            span: Vec::with_capacity(512),
             count: 0,
-            ip: None,
+            route: None,
+            client: None,
         }
     }
 
@@ -76,67 +91,108 @@ impl Encoder {
 
     /// Adds one span to the batch.
     pub fn push(&mut self, s: &SpanData) {
-        let b = &mut self.span;
-        b.clear();
-        bytes_field(b, key(1, LEN), &s.trace_id);
-        bytes_field(b, key(2, LEN), &s.span_id);
-        if let Some(parent) = &s.parent {
-            bytes_field(b, key(4, LEN), parent);
-        }
-        // The name: the method, and the route when one matched.
-        let method = s.method.as_str();
-        match &s.route {
-            Some(r) => {
-                b.push(key(5, LEN));
-                encode_varint((method.len() + 1 + r.len()) as u64, b);
-                b.extend_from_slice(method.as_bytes());
-                b.push(b' ');
-                b.extend_from_slice(r.as_bytes());
+        let b = &mut self.spans;
+        // The span's key and a two-byte length (most spans take 128 to 16,383 bytes), fixed
+        // below once the body is written.
+        let start = b.len();
+        b.extend_from_slice(&[key(2, LEN), 0, 0]);
+
+        // trace_id (1), span_id (2), parent_span_id (4).
+        let mut ids = [0u8; 38];
+        ids[..2].copy_from_slice(&[key(1, LEN), 16]);
+        ids[2..18].copy_from_slice(&s.trace_id);
+        ids[18..20].copy_from_slice(&[key(2, LEN), 8]);
+        ids[20..28].copy_from_slice(&s.span_id);
+        let ids_len = match &s.parent {
+            Some(parent) => {
+                ids[28..30].copy_from_slice(&[key(4, LEN), 8]);
+                ids[30..38].copy_from_slice(parent);
+                38
             }
-            None => bytes_field(b, key(5, LEN), method.as_bytes()),
-        }
-        b.extend_from_slice(&[key(6, VARINT), SPAN_KIND_SERVER]);
-        b.push(key(7, FIXED64));
-        b.extend_from_slice(&s.start_unix_ns.to_le_bytes());
-        b.push(key(8, FIXED64));
-        b.extend_from_slice(&s.end_unix_ns.to_le_bytes());
+            None => 28,
+        };
+        b.extend_from_slice(&ids[..ids_len]);
+        // kind (6), start (7) and end (8) times.
+        let mut times = [0u8; 20];
+        times[..3].copy_from_slice(&[key(6, VARINT), SPAN_KIND_SERVER, key(7, FIXED64)]);
+        times[3..11].copy_from_slice(&s.start_unix_ns.to_le_bytes());
+        times[11] = key(8, FIXED64);
+        times[12..20].copy_from_slice(&s.end_unix_ns.to_le_bytes());
+        b.extend_from_slice(&times);
 
         const ATTR: u8 = key(9, LEN);
-        string_attribute(b, ATTR, "http.request.method", method);
+        let same_route = self.route.as_ref().is_some_and(|(k, _)| {
+            k.method == s.method && k.route == s.route && k.upstream == s.upstream && k.node == s.node
+        });
+        if !same_route {
+            let k = RouteKey {
+                method: s.method.clone(),
+                route: s.route.clone(),
+                upstream: s.upstream.clone(),
+                node: s.node.clone(),
+            };
+            let block = route_block(&k);
+            self.route = Some((k, block));
+        }
+        if let Some((_, block)) = &self.route {
+            b.extend_from_slice(block);
+        }
+        let host = s.texts.get(HOST);
+        let same_client = self
+            .client
+            .as_ref()
+            .is_some_and(|(k, _)| k.scheme == s.scheme && k.ip == s.client_ip && k.host.as_deref() == host);
+        if !same_client {
+            let k = ClientKey {
+                scheme: s.scheme,
+                host: host.map(str::to_owned),
+                ip: s.client_ip,
+            };
+            let block = client_block(&k);
+            self.client = Some((k, block));
+        }
+        if let Some((_, block)) = &self.client {
+            b.extend_from_slice(block);
+        }
         string_attribute(b, ATTR, "url.path", s.texts.get(PATH).unwrap_or_default());
-        string_attribute(b, ATTR, "url.scheme", s.scheme);
-        if let Some(host) = s.texts.get(HOST) {
-            string_attribute(b, ATTR, "server.address", host);
-        }
-        let ip = match &self.ip {
-            Some((ip, text)) if *ip == s.client_ip => text,
-            _ => &self.ip.insert((s.client_ip, ip_text(s.client_ip))).1,
-        };
-        string_attribute(b, ATTR, "client.address", ip);
         int_attribute(b, ATTR, "http.response.status_code", i64::from(s.status));
-        if let Some(r) = &s.route {
-            string_attribute(b, ATTR, "portico.route", r);
-        }
-        if let Some(u) = &s.upstream {
-            string_attribute(b, ATTR, "portico.upstream", u);
-        }
-        if let Some(n) = &s.node {
-            string_attribute(b, ATTR, "portico.upstream.address", n);
-        }
         if let Some(code) = s.upstream_status {
             int_attribute(b, ATTR, "portico.upstream.status_code", i64::from(code));
         }
-        // Status (field 15): code ERROR (3) for a 5xx, else an empty message (code UNSET).
-        if s.status >= 500 {
-            b.extend_from_slice(&[key(15, LEN), 2, key(3, VARINT), STATUS_CODE_ERROR]);
-        } else {
-            b.extend_from_slice(&[key(15, LEN), 0]);
-        }
+        // Status (field 15): code ERROR (3) for a 5xx, else an empty message (code UNSET);
+        // then the flags (field 16, fixed32: its key takes two varint bytes, 0x85 0x01).
         let remote = if s.parent.is_some() { FLAG_IS_REMOTE } else { 0 };
-        b.extend_from_slice(&FLAGS_KEY);
-        b.extend_from_slice(&(FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | remote).to_le_bytes());
+        let flags = (FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | remote).to_le_bytes();
+        let mut tail = [
+            key(15, LEN),
+            2,
+            key(3, VARINT),
+            STATUS_CODE_ERROR,
+            0x85,
+            0x01,
+            0,
+            0,
+            0,
+            0,
+        ];
+        tail[6..].copy_from_slice(&flags);
+        if s.status >= 500 {
+            b.extend_from_slice(&tail);
+        } else {
+            tail[1] = 0;
+            b.extend_from_slice(&tail[..2]);
+            b.extend_from_slice(&tail[4..]);
+        }
 
-        bytes_field(&mut self.spans, key(2, LEN), &self.span);
+        let len = b.len() - start - 3;
+        if (128..1 << 14).contains(&len) {
+            b[start + 1] = (len as u8) | 0x80;
+            b[start + 2] = (len >> 7) as u8;
+        } else {
+            let mut varint = Vec::with_capacity(5);
+            encode_varint(len as u64, &mut varint);
+            b.splice(start + 1..start + 3, varint);
+        }
         self.count += 1;
     }
 
@@ -159,6 +215,47 @@ impl Encoder {
     }
 }
 
+/// A span's name (field 5: the method, and the route when one matched) and its method and
+/// route attributes.
+fn route_block(k: &RouteKey) -> Vec<u8> {
+    const ATTR: u8 = key(9, LEN);
+    let mut b = Vec::with_capacity(256);
+    let method = k.method.as_str();
+    match &k.route {
+        Some(r) => {
+            b.push(key(5, LEN));
+            encode_varint((method.len() + 1 + r.len()) as u64, &mut b);
+            b.extend_from_slice(method.as_bytes());
+            b.push(b' ');
+            b.extend_from_slice(r.as_bytes());
+        }
+        None => bytes_field(&mut b, key(5, LEN), method.as_bytes()),
+    }
+    string_attribute(&mut b, ATTR, "http.request.method", method);
+    if let Some(r) = &k.route {
+        string_attribute(&mut b, ATTR, "portico.route", r);
+    }
+    if let Some(u) = &k.upstream {
+        string_attribute(&mut b, ATTR, "portico.upstream", u);
+    }
+    if let Some(n) = &k.node {
+        string_attribute(&mut b, ATTR, "portico.upstream.address", n);
+    }
+    b
+}
+
+/// A span's scheme, server address and client address attributes.
+fn client_block(k: &ClientKey) -> Vec<u8> {
+    const ATTR: u8 = key(9, LEN);
+    let mut b = Vec::with_capacity(128);
+    string_attribute(&mut b, ATTR, "url.scheme", k.scheme);
+    if let Some(host) = &k.host {
+        string_attribute(&mut b, ATTR, "server.address", host);
+    }
+    string_attribute(&mut b, ATTR, "client.address", &k.ip.to_string());
+    b
+}
+
 /// A length-delimited field: key, length, bytes.
 fn bytes_field(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
     out.push(key);
@@ -168,6 +265,15 @@ fn bytes_field(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
 
 /// A `KeyValue` field (under `key`) whose value is `AnyValue.string_value`.
 fn string_attribute(out: &mut Vec<u8>, field: u8, name: &str, value: &str) {
+    // Every length below 128 takes one byte: the usual case, written in four slices.
+    let len = name.len() + value.len() + 6;
+    if len < 128 {
+        out.extend_from_slice(&[field, len as u8, key(1, LEN), name.len() as u8]);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&[key(2, LEN), value.len() as u8 + 2, key(1, LEN), value.len() as u8]);
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
     let any = 1 + encoded_len_varint(value.len() as u64) + value.len();
     keyvalue_head(out, field, name, any);
     bytes_field(out, key(1, LEN), value.as_bytes());
@@ -190,12 +296,6 @@ fn keyvalue_head(out: &mut Vec<u8>, field: u8, name: &str, any: usize) {
     bytes_field(out, key(1, LEN), name.as_bytes());
     out.push(key(2, LEN));
     encode_varint(any as u64, out);
-}
-
-fn ip_text(ip: IpAddr) -> String {
-    let mut buf = Vec::with_capacity(15);
-    let _ = write!(buf, "{ip}");
-    String::from_utf8(buf).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -289,6 +389,23 @@ mod tests {
             assert_eq!(attr(s, "portico.route"), None);
             assert_eq!(attr(s, "http.response.status_code"), Some(Value::IntValue(404)));
         }
+    }
+
+    #[test]
+    fn a_span_longer_than_16k_is_framed_right() {
+        let path = format!("/{}", "x".repeat(20_000));
+        let mut e = Encoder::new("edge");
+        e.push(&SpanData {
+            texts: Copied::new([None, Some(&path)]),
+            ..span(Some("r"), None, 200)
+        });
+        e.push(&span(Some("r"), None, 200));
+        let req = ExportTraceServiceRequest::decode(&e.finish()[..]).unwrap();
+        let spans = &req.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(attr(&spans[0], "url.path"), text(&path));
+        assert_eq!(attr(&spans[0], "server.address"), None);
+        assert_eq!(attr(&spans[1], "server.address"), text("api.test"));
+        assert_eq!(spans[1].name, "POST r");
     }
 
     #[test]
