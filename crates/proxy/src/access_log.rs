@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Records waiting for the writer: at 50,000 requests/s, 0.6 s of a stalled disk. The slots
-/// (about 320 bytes each) are allocated once.
-const QUEUE: usize = 32 * 1024;
+/// Records waiting for the writer: at 50,000 requests/s, 1.3 s of a stalled disk.
+const QUEUE: usize = 64 * 1024;
 
 /// What one request did. Only the path is kept, never the query: keys and tokens travel there.
 #[derive(Debug)]
@@ -46,7 +45,8 @@ const HOST: usize = 1;
 const PATH: usize = 2;
 
 impl Record {
-    /// The record of a request just received; what it leads to is filled in later.
+    /// The record of a request just received; what it leads to is filled in later. Boxed: it
+    /// travels to the writer as a pointer, not as 300 bytes copied three times.
     pub fn new(
         ts: SystemTime,
         request_id: &HeaderValue,
@@ -54,8 +54,8 @@ impl Record {
         method: &Method,
         host: Option<&HeaderValue>,
         uri: &Uri,
-    ) -> Self {
-        Record {
+    ) -> Box<Self> {
+        Box::new(Record {
             ts,
             texts: Copied::new([
                 Some(request_id.to_str().unwrap_or("-")),
@@ -74,16 +74,14 @@ impl Record {
             upstream_status: None,
             upstream_duration_ms: None,
             grpc_status: None,
-        }
+        })
     }
 }
 
-/// What workers and shutdown send the writer. Records travel by value (no allocation of
-/// their own; see `otel_export::Msg`).
+/// What workers and shutdown send the writer.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 enum Msg {
-    Line(Record),
+    Line(Box<Record>),
     /// Write out everything queued before this, then answer.
     Flush(SyncSender<()>),
 }
@@ -115,7 +113,7 @@ impl AccessLog {
     }
 
     /// Queues a record; drops it (and counts the drop) rather than wait.
-    pub fn send(&self, record: Record) {
+    pub fn send(&self, record: Box<Record>) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Line(record)) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
@@ -198,7 +196,7 @@ impl Line {
         self.buf.extend_from_slice(b"{\"ts\":\"");
         self.timestamp(r.ts);
         self.buf.extend_from_slice(b"\",\"request_id\":");
-        self.string(r.texts.get(REQUEST_ID));
+        self.text(r.texts.bytes(REQUEST_ID));
         self.buf.extend_from_slice(b",\"client_ip\":\"");
         let ip = match &self.ip {
             Some((ip, text)) if *ip == r.client_ip => text,
@@ -208,9 +206,9 @@ impl Line {
         self.buf.extend_from_slice(b"\",\"method\":");
         self.string(Some(r.method.as_str()));
         self.buf.extend_from_slice(b",\"host\":");
-        self.string(r.texts.get(HOST));
+        self.text(r.texts.bytes(HOST));
         self.buf.extend_from_slice(b",\"path\":");
-        self.string(r.texts.get(PATH));
+        self.text(r.texts.bytes(PATH));
         self.buf.extend_from_slice(b",\"status\":");
         self.int(Some(r.status.into()));
         self.buf.extend_from_slice(b",\"bytes_sent\":");
@@ -266,13 +264,25 @@ impl Line {
     }
 
     fn string(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => {
-                // Escaping as serde_json does (it cannot fail writing into a Vec).
-                let mut ser = serde_json::Serializer::new(&mut self.buf);
-                let _ = serde::Serializer::serialize_str(&mut ser, s);
-            }
-            None => self.buf.extend_from_slice(b"null"),
+        self.text(s.map(str::as_bytes));
+    }
+
+    /// A JSON string of UTF-8 `text`, or null.
+    fn text(&mut self, text: Option<&[u8]>) {
+        let Some(t) = text else {
+            self.buf.extend_from_slice(b"null");
+            return;
+        };
+        if t.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\') {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(t);
+            self.buf.push(b'"');
+        } else if let Ok(s) = std::str::from_utf8(t) {
+            // Escaping as serde_json does (it cannot fail writing into a Vec).
+            let mut ser = serde_json::Serializer::new(&mut self.buf);
+            let _ = serde::Serializer::serialize_str(&mut ser, s);
+        } else {
+            self.buf.extend_from_slice(b"null");
         }
     }
 
@@ -318,7 +328,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn record() -> Record {
+    fn record() -> Box<Record> {
         let mut r = Record::new(
             UNIX_EPOCH + Duration::from_millis(1_764_095_000_007),
             &HeaderValue::from_static("req-\"1\\"),

@@ -34,6 +34,11 @@ impl<const N: usize> Copied<N> {
 
     /// Text `i`, if it was given.
     pub fn get(&self, i: usize) -> Option<&str> {
+        std::str::from_utf8(self.bytes(i)?).ok()
+    }
+
+    /// Text `i` as bytes (UTF-8), if it was given: no validation.
+    pub fn bytes(&self, i: usize) -> Option<&[u8]> {
         let end = *self.ends.get(i)?;
         if end == ABSENT {
             return None;
@@ -44,8 +49,7 @@ impl<const N: usize> Copied<N> {
             .find(|&&e| e != ABSENT)
             .copied()
             .unwrap_or(0);
-        let bytes = self.bytes.get(start as usize..end as usize)?;
-        std::str::from_utf8(bytes).ok()
+        self.bytes.get(start as usize..end as usize)
     }
 }
 
@@ -61,6 +65,7 @@ mod tests {
         assert_eq!(c.get(2), Some("/a/b"));
         assert_eq!(c.get(3), Some(""));
         assert_eq!(c.get(4), None);
+        assert_eq!((c.bytes(2), c.bytes(1)), (Some(&b"/a/b"[..]), None));
         let long = "x".repeat(500);
         let c = Copied::new([None, Some(long.as_str())]);
         assert_eq!((c.get(0), c.get(1)), (None, Some(long.as_str())));

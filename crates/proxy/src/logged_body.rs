@@ -15,7 +15,7 @@ use std::time::Instant;
 /// A record waiting for the response to finish.
 pub struct Pending {
     pub log: Arc<AccessLog>,
-    pub record: Record,
+    pub record: Box<Record>,
     pub start: Instant,
 }
 

@@ -142,11 +142,11 @@ pub struct Sample {
     pub status: StatusCode,
     start: Instant,
     /// The request's trace span, when tracing is on.
-    span: Option<Box<Span>>,
+    span: Option<Span>,
 }
 
 impl Sample {
-    pub fn new(route: Arc<RouteMetrics>, method: u8, start: Instant, span: Option<Box<Span>>) -> Self {
+    pub fn new(route: Arc<RouteMetrics>, method: u8, start: Instant, span: Option<Span>) -> Self {
         Sample {
             route,
             method,

@@ -63,7 +63,8 @@ pub const PATH: usize = 1;
 pub struct Span {
     tracer: Arc<Tracer>,
     /// `None` when the trace is not sampled: the context still goes upstream, nothing is exported.
-    data: Option<SpanData>,
+    /// Boxed: it travels to the exporter as a pointer, not as 300 bytes copied three times.
+    data: Option<Box<SpanData>>,
     context: Context,
 }
 
@@ -87,7 +88,7 @@ impl Tracer {
         uri: &Uri,
         scheme: &'static str,
         client_ip: IpAddr,
-    ) -> Box<Span> {
+    ) -> Span {
         let parent = headers.get(TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()));
         let span_id = nonzero_u64().to_be_bytes();
         let (trace_id, sampled) = match parent {
@@ -100,26 +101,25 @@ impl Tracer {
                 )
             }
         };
-        let data = sampled.then(|| SpanData {
-            trace_id,
-            span_id,
-            parent: parent.map(|p| p.span_id),
-            start_unix_ns: unix_ns(),
-            end_unix_ns: 0,
-            method: method.clone(),
-            texts: Copied::new([
-                host.and_then(|h| h.to_str().ok()).map(portico_plugins::ctx::strip_port),
-                Some(uri.path()),
-            ]),
-            scheme,
-            client_ip,
-            route: None,
-            upstream: None,
-            node: None,
-            upstream_status: None,
-            status: 0,
+        let data = sampled.then(|| {
+            Box::new(SpanData {
+                trace_id,
+                span_id,
+                parent: parent.map(|p| p.span_id),
+                start_unix_ns: unix_ns(),
+                end_unix_ns: 0,
+                method: method.clone(),
+                texts: Copied::new([host.and_then(|h| h.to_str().ok()).map(strip_port), Some(uri.path())]),
+                scheme,
+                client_ip,
+                route: None,
+                upstream: None,
+                node: None,
+                upstream_status: None,
+                status: 0,
+            })
         });
-        Box::new(Span {
+        Span {
             tracer: self.clone(),
             data,
             context: Context {
@@ -127,10 +127,10 @@ impl Tracer {
                 span_id,
                 sampled,
             },
-        })
+        }
     }
 
-    fn send(&self, span: SpanData) {
+    fn send(&self, span: Box<SpanData>) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Span(span)) {
             let dropped = &crate::metrics::families().spans_dropped;
             dropped.inc();
@@ -212,6 +212,17 @@ impl Span {
             self.tracer.send(d);
         }
     }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]` (as `ctx::strip_port`, on bytes).
+fn strip_port(host: &str) -> &str {
+    let b = host.as_bytes();
+    let end = if b.first() == Some(&b'[') {
+        b.iter().position(|&c| c == b']').map_or(b.len(), |i| i + 1)
+    } else {
+        b.iter().rposition(|&c| c == b':').unwrap_or(b.len())
+    };
+    host.get(..end).unwrap_or(host)
 }
 
 /// `ratio` of the u64 range; `u64::MAX` means every trace.
@@ -329,6 +340,21 @@ mod tests {
         }
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what-comes";
         assert!(!parse_traceparent(later.as_bytes()).unwrap().sampled);
+    }
+
+    #[test]
+    fn ports_are_stripped_as_ctx_does() {
+        for h in [
+            "example.com:8080",
+            "example.com",
+            "[::1]:80",
+            "[::1]",
+            "[::1",
+            "a:b:c",
+            "",
+        ] {
+            assert_eq!(strip_port(h), portico_plugins::ctx::strip_port(h), "{h}");
+        }
     }
 
     #[test]

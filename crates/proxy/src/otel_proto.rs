@@ -55,7 +55,7 @@ struct RouteKey {
 #[derive(PartialEq)]
 struct ClientKey {
     scheme: &'static str,
-    host: Option<String>,
+    host: Option<Vec<u8>>,
     ip: IpAddr,
 }
 
@@ -137,7 +137,7 @@ impl Encoder {
         if let Some((_, block)) = &self.route {
             b.extend_from_slice(block);
         }
-        let host = s.texts.get(HOST);
+        let host = s.texts.bytes(HOST);
         let same_client = self
             .client
             .as_ref()
@@ -145,7 +145,7 @@ impl Encoder {
         if !same_client {
             let k = ClientKey {
                 scheme: s.scheme,
-                host: host.map(str::to_owned),
+                host: host.map(<[u8]>::to_vec),
                 ip: s.client_ip,
             };
             let block = client_block(&k);
@@ -154,7 +154,7 @@ impl Encoder {
         if let Some((_, block)) = &self.client {
             b.extend_from_slice(block);
         }
-        string_attribute(b, ATTR, "url.path", s.texts.get(PATH).unwrap_or_default());
+        string_attribute(b, ATTR, "url.path", s.texts.bytes(PATH).unwrap_or_default());
         int_attribute(b, ATTR, "http.response.status_code", i64::from(s.status));
         if let Some(code) = s.upstream_status {
             int_attribute(b, ATTR, "portico.upstream.status_code", i64::from(code));
@@ -233,13 +233,13 @@ fn route_block(k: &RouteKey) -> Vec<u8> {
     }
     string_attribute(&mut b, ATTR, "http.request.method", method);
     if let Some(r) = &k.route {
-        string_attribute(&mut b, ATTR, "portico.route", r);
+        string_attribute(&mut b, ATTR, "portico.route", &**r);
     }
     if let Some(u) = &k.upstream {
-        string_attribute(&mut b, ATTR, "portico.upstream", u);
+        string_attribute(&mut b, ATTR, "portico.upstream", &**u);
     }
     if let Some(n) = &k.node {
-        string_attribute(&mut b, ATTR, "portico.upstream.address", n);
+        string_attribute(&mut b, ATTR, "portico.upstream.address", &**n);
     }
     b
 }
@@ -252,7 +252,7 @@ fn client_block(k: &ClientKey) -> Vec<u8> {
     if let Some(host) = &k.host {
         string_attribute(&mut b, ATTR, "server.address", host);
     }
-    string_attribute(&mut b, ATTR, "client.address", &k.ip.to_string());
+    string_attribute(&mut b, ATTR, "client.address", k.ip.to_string());
     b
 }
 
@@ -264,23 +264,32 @@ fn bytes_field(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
 }
 
 /// A `KeyValue` field (under `key`) whose value is `AnyValue.string_value`.
-fn string_attribute(out: &mut Vec<u8>, field: u8, name: &str, value: &str) {
+fn string_attribute(out: &mut Vec<u8>, field: u8, name: &str, value: impl AsRef<[u8]>) {
+    let value = value.as_ref();
     // Every length below 128 takes one byte: the usual case, written in four slices.
     let len = name.len() + value.len() + 6;
     if len < 128 {
         out.extend_from_slice(&[field, len as u8, key(1, LEN), name.len() as u8]);
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&[key(2, LEN), value.len() as u8 + 2, key(1, LEN), value.len() as u8]);
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         return;
     }
     let any = 1 + encoded_len_varint(value.len() as u64) + value.len();
     keyvalue_head(out, field, name, any);
-    bytes_field(out, key(1, LEN), value.as_bytes());
+    bytes_field(out, key(1, LEN), value);
 }
 
 /// A `KeyValue` field (under `key`) whose value is `AnyValue.int_value`.
 fn int_attribute(out: &mut Vec<u8>, field: u8, name: &str, value: i64) {
+    // A status code: a two-byte varint, and one-byte lengths.
+    if (128..1 << 14).contains(&value) && name.len() < 100 {
+        let len = name.len() + 2 + 2 + 3;
+        out.extend_from_slice(&[field, len as u8, key(1, LEN), name.len() as u8]);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&[key(2, LEN), 3, key(3, VARINT), (value as u8) | 0x80, (value >> 7) as u8]);
+        return;
+    }
     let any = 1 + encoded_len_varint(value as u64);
     keyvalue_head(out, field, name, any);
     out.push(key(3, VARINT));
@@ -406,6 +415,21 @@ mod tests {
         assert_eq!(attr(&spans[0], "server.address"), None);
         assert_eq!(attr(&spans[1], "server.address"), text("api.test"));
         assert_eq!(spans[1].name, "POST r");
+    }
+
+    #[test]
+    fn integers_of_any_size() {
+        use opentelemetry_proto::tonic::common::v1::KeyValue;
+        for v in [0, 7, 127, 128, 200, 16_383, 16_384, 1 << 40, -1] {
+            let mut b = Vec::new();
+            int_attribute(&mut b, key(9, LEN), "n", v);
+            // Skip the field key and length: the rest is the KeyValue.
+            let kv = KeyValue::decode(&b[2..]).unwrap();
+            assert_eq!(
+                (kv.key.as_str(), kv.value.unwrap().value),
+                ("n", Some(Value::IntValue(v)))
+            );
+        }
     }
 
     #[test]
