@@ -45,6 +45,11 @@ pub struct Reloader {
     running: Arc<Running>,
     /// The `gateway` section that was started: listeners and workers need a restart to change.
     started: Gateway,
+    /// The snapshot served before the current one, held until the next reload: a worker
+    /// that moves on from it then only lets go of a reference, and the memory (10,000
+    /// routes' worth, when the route index was rebuilt) is freed here, not on a worker
+    /// between two requests.
+    retired: Mutex<Option<Arc<Snapshot>>>,
     lock: Mutex<()>,
 }
 
@@ -54,6 +59,7 @@ impl Reloader {
             path,
             running,
             started,
+            retired: Mutex::new(None),
             lock: Mutex::new(()),
         }
     }
@@ -114,6 +120,9 @@ impl Reloader {
         self.warn_restart_only(&loaded.config.gateway);
         let hash = snapshot.hash.clone();
         self.running.swap(snapshot);
+        // The one retired before is dropped here (workers moved on from it long ago).
+        let older = self.retired.lock().unwrap_or_else(|e| e.into_inner()).replace(serving);
+        drop(older);
         portico_proxy::metrics::count_reload(true);
         tracing::info!(target: "portico::reload", trigger, hash = %hash, "config applied");
         Outcome::Applied

@@ -183,13 +183,17 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
         redis,
     };
     // Whether plugins that need these parts of `env` may be kept.
-    let env_same = |needs: Needs| {
-        (!needs.consumers || consumers_same) && (!needs.upstreams || upstreams_same) && (!needs.redis || redis_same)
+    let all_same = consumers_same && upstreams_same && redis_same;
+    let env_same = |plugins: &portico_config::PluginMap| {
+        all_same || {
+            let needs = Needs::of_map(plugins);
+            (!needs.consumers || consumers_same) && (!needs.upstreams || upstreams_same) && (!needs.redis || redis_same)
+        }
     };
 
     let mut all_upstreams = named.clone();
-    let global_same = old_config.is_some_and(|c| c.global_plugins == config.global_plugins)
-        && env_same(Needs::of_map(&config.global_plugins));
+    let global_same =
+        old_config.is_some_and(|c| c.global_plugins == config.global_plugins) && env_same(&config.global_plugins);
     let global = match &prev {
         Some(p) if global_same => p.snapshot.parts.global.clone(),
         _ => compile_plugins(&config.global_plugins, "global_plugins", &mut errors, &env),
@@ -216,7 +220,7 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
             }
         };
         let entry = match old {
-            Some(o) if same_def && global_same && env_same(Needs::of_map(&r.plugins)) => RouteEntry {
+            Some(o) if same_def && global_same && env_same(&r.plugins) => RouteEntry {
                 upstream,
                 ..o.entry.clone()
             },
