@@ -4,6 +4,9 @@
 #   benches/cluster.sh                              # 10,000 routes, 3 nodes, defaults below
 #   ROUTES=200 CHANGES=2 DURATION=2s benches/cluster.sh    # a smoke run
 #   PORTICO_BIN=target/debug/portico ...            # use this binary instead of building release
+#   NODES=1 CHANGES=20 WRK=0 benches/cluster.sh     # CPU per change only (no wrk: fine on a busy machine)
+#   CHANGE=path ...                                 # each change also gives /probe a new path
+#                                                   # (the route index is rebuilt) instead of a new body
 #
 # 1. One etcd (own data dir, free loopback ports); a declarative file with ROUTES mock routes
 #    plus `/probe` (a mock answering its version) is pushed in one transaction.
@@ -25,6 +28,8 @@ NODES=${NODES:-3}
 CHANGES=${CHANGES:-10}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
+WRK=${WRK:-1}
+CHANGE=${CHANGE:-body}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/cluster-$(date +%Y%m%d-%H%M%S)}
 PREFIX=/portico-bench
 
@@ -34,7 +39,8 @@ die() {
     exit 1
 }
 command -v etcd >/dev/null || die "etcd not found: apt-get install etcd-server"
-command -v wrk >/dev/null || die "wrk not found: apt-get install wrk"
+[[ $WRK == 0 ]] || command -v wrk >/dev/null || die "wrk not found: apt-get install wrk"
+[[ $CHANGE == body || $CHANGE == path ]] || die "CHANGE is body or path"
 command -v curl >/dev/null || die "curl not found"
 
 mkdir -p "$BENCH_OUT"
@@ -81,13 +87,15 @@ curl -sf "$ETCD/health" | grep -q '"health":"true"' || die "etcd did not start (
 # --- the declarative file ------------------------------------------------------------------
 FILE=$BENCH_OUT/cluster.yaml
 write_file() { # write_file VERSION
+    local probe_paths=/probe
+    [[ $CHANGE == body ]] || probe_paths="/probe, /probe$1"
     {
         cat <<YAML
 gateway:
   listeners: [{ address: "127.0.0.1:1" }]
   config_store: { type: etcd, endpoints: ["$ETCD"], prefix: $PREFIX }
 routes:
-  - { id: probe, paths: [/probe], plugins: { mock: { body: "v$1" } } }
+  - { id: probe, paths: [$probe_paths], plugins: { mock: { body: "v$1" } } }
   - { id: hot, paths: [/hot], plugins: { mock: { body: "hot" } } }
 YAML
         for i in $(seq 1 "$ROUTES"); do
@@ -154,25 +162,28 @@ median=$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 max=$(echo "$sorted" | tail -1)
 
 # --- throughput: steady vs one change a second --------------------------------------------
-URL=http://127.0.0.1:${NODE_PORTS[0]}/hot
-rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
-wrk -t1 -c"$CONNECTIONS" -d2s "$URL" >/dev/null # warm-up
-wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-steady.txt"
-(
-    c=$CHANGES
-    while true; do
-        c=$((c + 1))
-        write_file "$c"
-        "$PORTICO_BIN" push -c "$FILE" >/dev/null 2>&1 || true
-        sleep 1
-    done
-) &
-CHURN=$!
-PIDS+=("$CHURN")
-wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-churn.txt"
-kill "$CHURN" 2>/dev/null || true
-steady=$(rps "$BENCH_OUT/wrk-steady.txt")
-churn=$(rps "$BENCH_OUT/wrk-churn.txt")
+steady=- churn=-
+if [[ $WRK != 0 ]]; then
+    URL=http://127.0.0.1:${NODE_PORTS[0]}/hot
+    rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+    wrk -t1 -c"$CONNECTIONS" -d2s "$URL" >/dev/null # warm-up
+    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-steady.txt"
+    (
+        c=$CHANGES
+        while true; do
+            c=$((c + 1))
+            write_file "$c"
+            "$PORTICO_BIN" push -c "$FILE" >/dev/null 2>&1 || true
+            sleep 1
+        done
+    ) &
+    CHURN=$!
+    PIDS+=("$CHURN")
+    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-churn.txt"
+    kill "$CHURN" 2>/dev/null || true
+    steady=$(rps "$BENCH_OUT/wrk-steady.txt")
+    churn=$(rps "$BENCH_OUT/wrk-churn.txt")
+fi
 applied=$(grep -c 'config applied' "$BENCH_OUT/node1.log" || true)
 
 {
