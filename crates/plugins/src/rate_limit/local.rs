@@ -8,8 +8,9 @@
 //! it takes a new one. The only cost of eviction is that an evicted key starts over.
 
 use super::algo::{Decision, Rule, State};
+use rustc_hash::FxBuildHasher;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -28,7 +29,6 @@ pub fn now_us() -> u64 {
 
 #[derive(Debug)]
 pub struct LocalTable {
-    hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
 }
@@ -44,7 +44,6 @@ impl LocalTable {
     /// A table remembering at most about `max_keys` keys.
     pub fn new(max_keys: usize) -> Self {
         Self {
-            hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
         }
@@ -56,7 +55,8 @@ impl LocalTable {
     }
 
     fn check_at(&self, rule: &Rule, key: &str, now: u64) -> Decision {
-        let i = self.hasher.hash_one(key) as usize % SHARDS;
+        // The shard needs no secret seed (the map inside it has one): a cheap hash picks it.
+        let i = FxBuildHasher.hash_one(key) as usize % SHARDS;
         let mut shard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
         if now >= shard.next_sweep {
             shard.map.retain(|_, s| rule.idle_at(s) > now);

@@ -93,7 +93,8 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'s
     // Hop-by-hop headers stay here (but on a 101, whose tunnel needs them); so does what
     // `Connection` names, in the rare head where it names something.
     let relay_all = code == 101;
-    let mut map = HeaderMap::with_capacity(count);
+    // Room for what the gateway adds (X-Request-Id, rate-limit headers) without a regrowth.
+    let mut map = HeaderMap::with_capacity(count + 4);
     for &(na, nl, va, vl) in &spans {
         let name = HeaderName::from_bytes(&head[na as usize..(na + nl) as usize])
             .map_err(|_| "invalid response header name")?;
