@@ -106,7 +106,10 @@ impl Watch {
 
     /// Advances the clock and wakes the connections idle for too long. Call once a second.
     pub fn tick(&self) {
-        let now = advance_clock();
+        self.tick_at(advance_clock());
+    }
+
+    fn tick_at(&self, now: u32) {
         for (_, c) in self.conns.borrow_mut().iter_mut() {
             if !c.idle && c.activity.idle_for(now).is_some_and(|s| s >= IDLE_LIMIT) {
                 c.idle = true;
@@ -222,26 +225,29 @@ mod tests {
         assert!(a.as_mut().poll(&mut cx).is_pending());
         assert!(b.as_mut().poll(&mut cx).is_pending());
         let _request = Busy::new(&busy);
-        // Both went idle long ago; only `busy` has a request in progress.
-        let now = advance_clock();
+        // Both went idle at second 100; only `busy` has a request in progress.
         for act in [&idle, &busy] {
-            act.idle_since.store(now.saturating_sub(IDLE_LIMIT), Ordering::Relaxed);
+            act.idle_since.store(100, Ordering::Relaxed);
         }
-        watch.tick();
+        watch.tick_at(100 + IDLE_LIMIT - 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "not yet");
+        watch.tick_at(100 + IDLE_LIMIT);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert_eq!(a.as_mut().poll(&mut cx), Poll::Ready(End::Idle));
         assert!(b.as_mut().poll(&mut cx).is_pending());
-        watch.tick();
+        watch.tick_at(100 + IDLE_LIMIT + 1);
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "an ended connection is woken once");
     }
 
     #[test]
     fn a_finished_request_restarts_the_idle_count() {
         let activity = Arc::new(Activity::default());
+        let busy = Busy::new(&activity);
+        assert_eq!(activity.idle_for(u32::MAX), None, "busy is not idle");
         activity.idle_since.store(0, Ordering::Relaxed);
-        let now = advance_clock() + IDLE_LIMIT;
-        SECONDS.fetch_max(now, Ordering::Relaxed);
-        drop(Busy::new(&activity));
+        let now = advance_clock();
+        drop(busy);
+        assert!(activity.idle_since.load(Ordering::Relaxed) >= now);
         assert_eq!(activity.idle_for(now), Some(0));
     }
 }
