@@ -255,6 +255,7 @@ where
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
+        .writev(false)
         .serve_connection(TokioIo::new(HeadGuard::new(io)), svc)
         .with_upgrades();
     tokio::pin!(conn);
