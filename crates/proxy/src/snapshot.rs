@@ -19,7 +19,7 @@ use portico_config::{Config, ConfigErrors, UpstreamRef, error::join};
 use portico_plugins::chain::{Compiled, compile_plugins};
 use portico_plugins::plugin::Needs;
 use portico_plugins::{BuildEnv, Chain, Consumers, compile_chain, consumers};
-use portico_router::{RouteDef, Router};
+use portico_router::{Change, RouteDef, Router};
 use portico_upstream::Upstream;
 use reuse::{Previous, same, same_all, same_routing};
 use std::collections::HashMap;
@@ -201,11 +201,21 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
 
     let mut entries = Vec::with_capacity(config.routes.len());
     // Whether every route is where it was and matches as it did: then the index is kept.
-    let mut routing_same = old_config.is_some_and(|c| c.routes.len() == config.routes.len());
+    // Whether every route is where it was (then the index is kept, or updated for the routes
+    // in `rerouted`, whose match conditions changed).
+    let mut in_place = old_config.is_some_and(|c| c.routes.len() == config.routes.len());
+    let mut rerouted = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let old = prev.as_ref().and_then(|p| p.route(i, &r.id));
         let same_def = old.as_ref().is_some_and(|o| same(o.def, r));
-        routing_same = routing_same && old.as_ref().is_some_and(|o| o.index == i && same_routing(o.def, r));
+        match &old {
+            Some(o) if o.index == i => {
+                if !same_routing(o.def, r) {
+                    rerouted.push(i);
+                }
+            }
+            _ => in_place = false,
+        }
         let at = || format!("routes[{i}]");
         let upstream = match &r.upstream {
             None => None,
@@ -247,13 +257,17 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
     }
     let route_ids = entries.iter().map(|e| e.id.clone()).collect();
 
-    let kept = match &prev {
-        Some(p) if routing_same => p.snapshot.router.with_values(entries),
-        _ => Err(entries),
-    };
-    let router = match kept {
-        Ok(router) => Some(router),
-        Err(entries) => build_router(config, entries, &mut errors),
+    let router = match prev {
+        // Beyond a few changed routes, building afresh costs no more than updating.
+        Some(p) if in_place && rerouted.len() <= 16.max(entries.len() / 16) => update_router(
+            &p.snapshot.router,
+            &p.snapshot.config,
+            config,
+            &rerouted,
+            entries,
+            &mut errors,
+        ),
+        _ => build_router(config, entries, &mut errors),
     };
     match router {
         Some(router) if errors.is_empty() => Ok(Snapshot {
@@ -273,37 +287,80 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
     }
 }
 
+/// The index of `old` (compiled from `old_config`) with the routes at `rerouted` changed as
+/// `config` has them; shared, not copied, when none are.
+fn update_router(
+    old: &Router<RouteEntry>,
+    old_config: &Config,
+    config: &Config,
+    rerouted: &[usize],
+    entries: Vec<RouteEntry>,
+    errors: &mut ConfigErrors,
+) -> Option<Router<RouteEntry>> {
+    if rerouted.is_empty() {
+        return match old.with_values(entries) {
+            Ok(router) => Some(router),
+            Err(entries) => build_router(config, entries, errors),
+        };
+    }
+    let mut changes = Vec::with_capacity(rerouted.len());
+    for &i in rerouted {
+        let (Some(was), Some(now)) = (old_config.routes.get(i), config.routes.get(i)) else {
+            continue;
+        };
+        changes.push(Change {
+            route: i,
+            // It compiled before, so it has no errors to report.
+            old: route_def(i, was, &mut ConfigErrors::default()),
+            new: route_def(i, now, errors),
+        });
+    }
+    router_or_errors(old.update(changes, entries), errors)
+}
+
 /// Indexes every route's match conditions afresh.
 fn build_router(config: &Config, entries: Vec<RouteEntry>, errors: &mut ConfigErrors) -> Option<Router<RouteEntry>> {
     let mut table = Vec::with_capacity(entries.len());
     for ((i, r), entry) in config.routes.iter().enumerate().zip(entries) {
-        let def = RouteDef {
-            hosts: r.hosts.clone(),
-            paths: r.paths.clone(),
-            methods: r
-                .methods
-                .iter()
-                .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-                .collect(),
-            headers: r
-                .headers
-                .iter()
-                .filter_map(|(n, v)| {
-                    let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
-                    match HeaderValue::from_str(v) {
-                        Ok(value) => Some((name, value)),
-                        Err(_) => {
-                            errors.push(format!("routes[{i}].headers.{n}"), "invalid header value");
-                            None
-                        }
-                    }
-                })
-                .collect(),
-            priority: r.priority,
-        };
-        table.push((def, entry));
+        table.push((route_def(i, r, errors), entry));
     }
-    match Router::new(table) {
+    router_or_errors(Router::new(table), errors)
+}
+
+/// The match conditions of route number `i`.
+fn route_def(i: usize, r: &portico_config::Route, errors: &mut ConfigErrors) -> RouteDef {
+    RouteDef {
+        hosts: r.hosts.clone(),
+        paths: r.paths.clone(),
+        methods: r
+            .methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .collect(),
+        headers: r
+            .headers
+            .iter()
+            .filter_map(|(n, v)| {
+                let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
+                match HeaderValue::from_str(v) {
+                    Ok(value) => Some((name, value)),
+                    Err(_) => {
+                        errors.push(format!("routes[{i}].headers.{n}"), "invalid header value");
+                        None
+                    }
+                }
+            })
+            .collect(),
+        priority: r.priority,
+    }
+}
+
+/// The router, or its errors located in the config.
+fn router_or_errors(
+    router: Result<Router<RouteEntry>, Vec<portico_router::RouteError>>,
+    errors: &mut ConfigErrors,
+) -> Option<Router<RouteEntry>> {
+    match router {
         Ok(r) => Some(r),
         Err(route_errors) => {
             for e in route_errors {

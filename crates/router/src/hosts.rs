@@ -1,17 +1,19 @@
 //! The host index: one path trie per exact host, one per wildcard suffix, and one for routes
 //! without hosts; a request visits only the tries its host can match.
 
+use crate::pattern::Pattern;
 use crate::rank::HostKind;
 use crate::trie::{Entry, Node};
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// A parsed host condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HostPattern {
     /// A lower-case host name without a trailing dot.
-    Exact(Box<str>),
+    Exact(Arc<str>),
     /// `*.example.com`, stored as its lower-case suffix `example.com`.
-    Wildcard(Box<str>),
+    Wildcard(Arc<str>),
     /// The route lists no hosts.
     Any,
 }
@@ -29,7 +31,7 @@ impl HostPattern {
                 "invalid host {text:?}: write a name like api.example.com or *.example.com"
             ));
         }
-        let name = name.to_ascii_lowercase().into_boxed_str();
+        let name: Arc<str> = name.to_ascii_lowercase().into();
         Ok(if wildcard {
             Self::Wildcard(name)
         } else {
@@ -47,12 +49,12 @@ impl HostPattern {
     }
 }
 
-/// Every route's path trie, grouped by host condition.
+/// Every route's path trie, grouped by host condition. Cloning it shares every trie.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HostIndex {
-    exact: FxHashMap<Box<str>, Node>,
-    wildcard: FxHashMap<Box<str>, Node>,
-    any: Node,
+    exact: FxHashMap<Arc<str>, Arc<Node>>,
+    wildcard: FxHashMap<Arc<str>, Arc<Node>>,
+    any: Arc<Node>,
 }
 
 // === impl HostIndex ===
@@ -60,10 +62,28 @@ pub(crate) struct HostIndex {
 impl HostIndex {
     /// The trie that holds routes with this host condition.
     pub(crate) fn bucket(&mut self, host: &HostPattern) -> &mut Node {
-        match host {
+        Arc::make_mut(match host {
             HostPattern::Exact(name) => self.exact.entry(name.clone()).or_default(),
             HostPattern::Wildcard(suffix) => self.wildcard.entry(suffix.clone()).or_default(),
             HostPattern::Any => &mut self.any,
+        })
+    }
+
+    /// Removes route `route`'s entries under `pattern` in the trie of `host` (finished
+    /// tries stay finished; a host's trie left empty goes).
+    pub(crate) fn remove(&mut self, host: &HostPattern, pattern: &Pattern, route: usize) {
+        let (map, name) = match host {
+            HostPattern::Exact(name) => (&mut self.exact, name),
+            HostPattern::Wildcard(suffix) => (&mut self.wildcard, suffix),
+            HostPattern::Any => {
+                Arc::make_mut(&mut self.any).remove(&pattern.segments, pattern.prefix, route);
+                return;
+            }
+        };
+        if let Some(node) = map.get_mut(name)
+            && Arc::make_mut(node).remove(&pattern.segments, pattern.prefix, route)
+        {
+            map.remove(name);
         }
     }
 
@@ -72,8 +92,8 @@ impl HostIndex {
         self.exact
             .values_mut()
             .chain(self.wildcard.values_mut())
-            .for_each(Node::finish);
-        self.any.finish();
+            .chain(std::iter::once(&mut self.any))
+            .for_each(|n| Arc::make_mut(n).finish());
     }
 
     /// Looks `path` up in every trie that `host` can match, keeping the best accepted entry.

@@ -74,6 +74,66 @@ impl fmt::Display for RouteError {
 
 impl std::error::Error for RouteError {}
 
+/// One route whose match conditions [`Router::update`] changes: its definition in the
+/// router being updated, and its new one.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The route's index (it keeps its place among the routes).
+    pub route: usize,
+    pub old: RouteDef,
+    pub new: RouteDef,
+}
+
+/// A route's parsed hosts (`Any` when it lists none) and path patterns.
+struct Parsed {
+    hosts: Vec<HostPattern>,
+    patterns: Vec<Pattern>,
+}
+
+impl Parsed {
+    /// Parses route number `route`, or says everything that is wrong with it.
+    fn of(route: usize, def: &RouteDef) -> Result<Parsed, Vec<RouteError>> {
+        let mut errors = Vec::new();
+        let mut fail = |path, message| errors.push(RouteError { route, path, message });
+        if def.paths.is_empty() {
+            fail(None, "a route needs at least one path".to_owned());
+        }
+        let mut patterns = Vec::with_capacity(def.paths.len());
+        for (j, text) in def.paths.iter().enumerate() {
+            match Pattern::parse(text) {
+                Ok(pattern) => patterns.push(pattern),
+                Err(message) => fail(Some(j), message),
+            }
+        }
+        let mut hosts = Vec::with_capacity(def.hosts.len().max(1));
+        for (j, text) in def.hosts.iter().enumerate() {
+            match HostPattern::parse(text) {
+                Ok(host) => hosts.push(host),
+                Err(message) => fail(None, format!("hosts[{j}]: {message}")),
+            }
+        }
+        if def.hosts.is_empty() {
+            hosts.push(HostPattern::Any);
+        }
+        if errors.is_empty() {
+            Ok(Parsed { hosts, patterns })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Calls `f` with every (host, pattern) entry of route number `route`.
+    fn each(&self, route: usize, priority: i32, mut f: impl FnMut(&HostPattern, &Pattern, Entry)) {
+        for host in &self.hosts {
+            let (kind, suffix) = host.kind();
+            for pattern in &self.patterns {
+                let rank = Rank::new(route, priority, kind, suffix, pattern);
+                f(host, pattern, Entry { rank, route });
+            }
+        }
+    }
+}
+
 /// A compiled route table, mapping requests to the `T` of the best matching route.
 ///
 /// Built once per configuration by the control plane and shared read-only by every request.
@@ -94,7 +154,7 @@ struct Table {
 }
 
 /// What a lookup checks on a route found by host and path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Conditions {
     methods: Vec<Method>,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -116,45 +176,12 @@ impl<T> Router<T> {
         let mut conditions = Vec::with_capacity(routes.len());
         let mut values = Vec::with_capacity(routes.len());
         for (i, (def, value)) in routes.into_iter().enumerate() {
-            let mut ok = true;
-            let mut fail = |path, message| {
-                ok = false;
-                errors.push(RouteError {
-                    route: i,
-                    path,
-                    message,
-                });
-            };
-            if def.paths.is_empty() {
-                fail(None, "a route needs at least one path".to_owned());
-            }
-            let mut patterns = Vec::with_capacity(def.paths.len());
-            for (j, text) in def.paths.iter().enumerate() {
-                match Pattern::parse(text) {
-                    Ok(pattern) => patterns.push(pattern),
-                    Err(message) => fail(Some(j), message),
-                }
-            }
-            let mut hosts = Vec::with_capacity(def.hosts.len().max(1));
-            for (j, text) in def.hosts.iter().enumerate() {
-                match HostPattern::parse(text) {
-                    Ok(host) => hosts.push(host),
-                    Err(message) => fail(None, format!("hosts[{j}]: {message}")),
-                }
-            }
-            if def.hosts.is_empty() {
-                hosts.push(HostPattern::Any);
-            }
             // Only a fully valid route is indexed; an invalid one fails the whole build below.
-            if ok {
-                for host in &hosts {
-                    let (kind, suffix) = host.kind();
-                    let bucket = index.bucket(host);
-                    for pattern in &patterns {
-                        let rank = Rank::new(i, def.priority, kind, suffix, pattern);
-                        bucket.insert(pattern, Entry { rank, route: i });
-                    }
-                }
+            match Parsed::of(i, &def) {
+                Ok(parsed) => parsed.each(i, def.priority, |host, pattern, entry| {
+                    index.bucket(host).insert(pattern, entry);
+                }),
+                Err(found) => errors.extend(found),
             }
             conditions.push(Conditions {
                 methods: def.methods,
@@ -168,6 +195,64 @@ impl<T> Router<T> {
         index.finish();
         Ok(Self {
             table: Arc::new(Table { conditions, index }),
+            values: values.into(),
+        })
+    }
+
+    /// This router with the match conditions of some routes changed and other values, one
+    /// per route in the same order. Only the index paths of the changed routes are copied
+    /// and changed; the rest of the index is shared with this router.
+    ///
+    /// # Errors
+    ///
+    /// Every bad path pattern or host of the changed routes' new definitions (as
+    /// [`Router::new`]); or, at route 0, that the values are not one per route or a change
+    /// names a route that is not there.
+    pub fn update<U>(&self, changes: Vec<Change>, values: Vec<U>) -> Result<Router<U>, Vec<RouteError>> {
+        let n = self.values.len();
+        if values.len() != n || changes.iter().any(|c| c.route >= n) {
+            return Err(vec![RouteError {
+                route: 0,
+                path: None,
+                message: "an update must give one value per route and change only existing routes".into(),
+            }]);
+        }
+        let mut errors = Vec::new();
+        let mut parsed = Vec::with_capacity(changes.len());
+        for c in &changes {
+            match Parsed::of(c.route, &c.new) {
+                Ok(p) => parsed.push(p),
+                Err(found) => errors.extend(found),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut table = Table {
+            conditions: self.table.conditions.clone(),
+            index: self.table.index.clone(),
+        };
+        // Every old entry goes before any new one comes: two changed routes may swap paths.
+        for c in &changes {
+            if let Ok(old) = Parsed::of(c.route, &c.old) {
+                old.each(c.route, c.old.priority, |host, pattern, _| {
+                    table.index.remove(host, pattern, c.route);
+                });
+            }
+        }
+        for (c, new) in changes.into_iter().zip(parsed) {
+            new.each(c.route, c.new.priority, |host, pattern, entry| {
+                table.index.bucket(host).add(&pattern.segments, pattern.prefix, entry);
+            });
+            if let Some(slot) = table.conditions.get_mut(c.route) {
+                *slot = Conditions {
+                    methods: c.new.methods,
+                    headers: c.new.headers,
+                };
+            }
+        }
+        Ok(Router {
+            table: Arc::new(table),
             values: values.into(),
         })
     }

@@ -1,10 +1,12 @@
 //! Path patterns: parsing `/users`, `/users/{id}` and `/static/*` into segments, with errors.
 
+use std::sync::Arc;
+
 /// One segment of a path pattern, between two slashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Segment {
     /// Matches exactly this text (possibly empty, as in the last segment of `/users/`).
-    Static(Box<str>),
+    Static(Arc<str>),
     /// `{name}`: matches exactly one non-empty segment. The name only matters for validation.
     Param,
 }

@@ -548,3 +548,79 @@ fn with_values_shares_the_index() {
     assert_eq!(other.values(), ["one", "two"]);
     assert_eq!(router.with_values(vec![0]).unwrap_err(), [0]);
 }
+
+/// Every (host, path) of `requests` finds the same route in both routers.
+fn same_answers(a: &Router<usize>, b: &Router<usize>, requests: &[(Option<&str>, &str)]) {
+    for (host, path) in requests {
+        let find = |r: &Router<usize>| r.find(*host, &Method::GET, path, &HeaderMap::new()).copied();
+        assert_eq!(find(a), find(b), "{host:?} {path}");
+    }
+}
+
+#[test]
+fn an_update_answers_as_a_fresh_build() {
+    let before = vec![
+        route(&["/a", "/a/{x}"]),
+        route(&["/b/*"]).hosts(&["api.example.com"]),
+        route(&["/c"]).hosts(&["*.example.com"]),
+        route(&["/{y}/d"]),
+        route(&["/*"]).priority(-1),
+        route(&["/e"]).methods(&[Method::POST]),
+    ];
+    let mut after = before.clone();
+    // New paths, a path moved from one route to another, a host given up (its trie goes),
+    // a priority raised, a method condition dropped.
+    after[0] = route(&["/b/x", "/a2"]);
+    after[1] = route(&["/a"]).hosts(&["other.example.com"]);
+    after[2] = route(&["/c", "/c/*"]).hosts(&["*.example.com"]).priority(5);
+    after[5] = route(&["/e"]);
+    let old = router(before.clone());
+    let changes = [0, 1, 2, 5]
+        .into_iter()
+        .map(|i| Change {
+            route: i,
+            old: before[i].clone(),
+            new: after[i].clone(),
+        })
+        .collect();
+    let updated = old.update(changes, (0..6).collect()).unwrap();
+    let fresh = router(after);
+    let requests = [
+        (None, "/a"),
+        (None, "/a/1"),
+        (None, "/a2"),
+        (None, "/b/x"),
+        (Some("api.example.com"), "/b/x"),
+        (Some("api.example.com"), "/b/y"),
+        (Some("other.example.com"), "/a"),
+        (Some("x.example.com"), "/c"),
+        (Some("x.example.com"), "/c/d"),
+        (None, "/z/d"),
+        (None, "/e"),
+        (None, "/nothing"),
+    ];
+    same_answers(&updated, &fresh, &requests);
+    assert_eq!(updated.find(None, &Method::GET, "/e", &HeaderMap::new()), Some(&5));
+    // The router updated from is as it was.
+    same_answers(&old, &router(before), &requests);
+}
+
+#[test]
+fn a_bad_update_is_refused_whole() {
+    let old = router(vec![route(&["/a"]), route(&["/b"])]);
+    let changes = vec![
+        Change {
+            route: 0,
+            old: route(&["/a"]),
+            new: route(&["/a2"]),
+        },
+        Change {
+            route: 1,
+            old: route(&["/b"]),
+            new: route(&["/b{"]),
+        },
+    ];
+    let errors = old.update(changes, vec![0, 1]).unwrap_err();
+    assert_eq!((errors[0].route, errors[0].path), (1, Some(0)), "{errors:?}");
+    assert!(old.update(Vec::new(), vec![0]).is_err(), "one value per route");
+}

@@ -5,6 +5,7 @@ use crate::pattern::{Pattern, Segment};
 use crate::rank::Rank;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
+use std::sync::Arc;
 
 /// A route reachable through one node, with its precomputed precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,10 +16,13 @@ pub(crate) struct Entry {
 }
 
 /// One node of the trie; the root stands for the empty path before the first segment.
+///
+/// Children are shared (`Arc`): a trie changed for a new config copies only the nodes on the
+/// changed paths, the rest stays shared with the trie it came from.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Node {
-    statics: FxHashMap<Box<str>, Node>,
-    param: Option<Box<Node>>,
+    statics: FxHashMap<Arc<str>, Arc<Node>>,
+    param: Option<Arc<Node>>,
     /// Routes whose pattern ends here (exact or `{param}` patterns), best first.
     exact: Vec<Entry>,
     /// Routes whose `/*` pattern has its base here, best first.
@@ -35,8 +39,8 @@ impl Node {
         let mut node = self;
         for segment in &pattern.segments {
             node = match segment {
-                Segment::Static(text) => node.statics.entry(text.clone()).or_default(),
-                Segment::Param => node.param.get_or_insert_with(Box::default),
+                Segment::Static(text) => Arc::make_mut(node.statics.entry(text.clone()).or_default()),
+                Segment::Param => Arc::make_mut(node.param.get_or_insert_with(Arc::default)),
             };
         }
         if pattern.prefix {
@@ -56,11 +60,71 @@ impl Node {
             .first()
             .map(|e| e.rank)
             .max(self.prefix.first().map(|e| e.rank));
-        for child in self.statics.values_mut().chain(self.param.as_deref_mut()) {
+        for child in self.statics.values_mut().chain(self.param.as_mut()) {
+            let child = Arc::make_mut(child);
             child.finish();
             best = best.max(child.best);
         }
         self.best = best;
+    }
+
+    /// Adds `entry` under a pattern's `segments` (a `/*` pattern when `prefix`) to a finished
+    /// trie, keeping it finished.
+    pub(crate) fn add(&mut self, segments: &[Segment], prefix: bool, entry: Entry) {
+        self.best = self.best.max(Some(entry.rank));
+        match segments.split_first() {
+            None => {
+                let list = if prefix { &mut self.prefix } else { &mut self.exact };
+                let at = list.partition_point(|e| e.rank > entry.rank);
+                list.insert(at, entry);
+            }
+            Some((Segment::Static(text), rest)) => {
+                Arc::make_mut(self.statics.entry(text.clone()).or_default()).add(rest, prefix, entry);
+            }
+            Some((Segment::Param, rest)) => {
+                Arc::make_mut(self.param.get_or_insert_with(Arc::default)).add(rest, prefix, entry);
+            }
+        }
+    }
+
+    /// Removes route `route`'s entries under a pattern's `segments` from a finished trie,
+    /// keeping it finished and dropping the nodes left empty. Returns whether this node is
+    /// now empty.
+    pub(crate) fn remove(&mut self, segments: &[Segment], prefix: bool, route: usize) -> bool {
+        match segments.split_first() {
+            None => {
+                let list = if prefix { &mut self.prefix } else { &mut self.exact };
+                list.retain(|e| e.route != route);
+            }
+            Some((Segment::Static(text), rest)) => {
+                if let Some(child) = self.statics.get_mut(&**text)
+                    && Arc::make_mut(child).remove(rest, prefix, route)
+                {
+                    self.statics.remove(&**text);
+                }
+            }
+            Some((Segment::Param, rest)) => {
+                if let Some(child) = self.param.as_mut()
+                    && Arc::make_mut(child).remove(rest, prefix, route)
+                {
+                    self.param = None;
+                }
+            }
+        }
+        let children = self.statics.values().chain(self.param.as_ref());
+        self.best = children.fold(
+            self.exact
+                .first()
+                .map(|e| e.rank)
+                .max(self.prefix.first().map(|e| e.rank)),
+            |best, child| best.max(child.best),
+        );
+        self.is_empty()
+    }
+
+    /// Whether nothing is reachable through this node.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefix.is_empty() && self.statics.is_empty() && self.param.is_none()
     }
 
     /// Looks up `path` (starting with `/`, no query) and replaces `found` with any entry that

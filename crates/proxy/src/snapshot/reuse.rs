@@ -203,6 +203,29 @@ routes:
             .find(None, &Method::GET, "/b2", &Default::default())
             .unwrap();
         assert_eq!(&*found.id, "b");
+
+        // Two routes hand each other their paths in one change; the index is updated.
+        let swapped = next(
+            &moved,
+            &BASE
+                .replace("body: a", "body: a2")
+                .replace("paths: [/b]", "paths: [/x]")
+                .replace("paths: [/c]", "paths: [/b]")
+                .replace("paths: [/x]", "paths: [/c]"),
+        );
+        let find = |s: &Snapshot, path: &str| {
+            let found = s.router.find(None, &Method::GET, path, &Default::default());
+            found.map(|e| e.id.to_string())
+        };
+        for (path, id) in [("/a", "a"), ("/b", "c"), ("/c", "b"), ("/d", "d"), ("/e", "e")] {
+            assert_eq!(find(&swapped, path).as_deref(), Some(id), "{path}");
+        }
+        assert_eq!(find(&swapped, "/b2"), None);
+        assert_eq!(
+            find(&moved, "/b2").as_deref(),
+            Some("b"),
+            "the snapshot updated from is as it was"
+        );
     }
 
     #[test]
@@ -281,5 +304,10 @@ routes:
         let errors = validate_and_compile_next(&config(&bad), "h", Some(&old)).unwrap_err();
         let at: Vec<&str> = errors.0.iter().map(|e| e.location.as_str()).collect();
         assert_eq!(at, ["routes[3].upstream", "routes[0].plugins.mock.status"], "{errors}");
+        // A bad path in a route index that is updated, not rebuilt.
+        let bad = BASE.replace("paths: [/c]", "paths: [/c, \"/c{\"]");
+        let errors = validate_and_compile_next(&config(&bad), "h", Some(&old)).unwrap_err();
+        let at: Vec<&str> = errors.0.iter().map(|e| e.location.as_str()).collect();
+        assert_eq!(at, ["routes[2].paths[1]"], "{errors}");
     }
 }
