@@ -145,7 +145,9 @@ pub fn delete(current: &Config, kind: Kind, id: &str) -> Result<Proposal, EditEr
 
 /// Validates and compiles a whole config, errors located by resource id (`routes/r1.upstream`).
 pub fn check(config: &Config) -> Result<(), ConfigErrors> {
-    match portico_proxy::validate_and_compile(config, "") {
+    // Checked, not compiled to serve: no metric series are made for routes of a config that
+    // may never be applied.
+    match portico_proxy::check(config) {
         Ok(_) => Ok(()),
         Err(mut errors) => {
             for e in &mut errors.0 {
