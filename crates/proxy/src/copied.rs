@@ -5,31 +5,49 @@
 //! buffer, and hyper, finding the buffer still shared, would allocate a new one for the next
 //! request on the connection. Copying the few bytes is cheaper, and they usually fit inline.
 
-use smallvec::SmallVec;
+/// Bytes kept inline; longer texts take one allocation.
+const INLINE: usize = 112;
 
-/// `N` optional texts in one buffer (inline up to 112 bytes in all).
+/// `N` optional texts in one buffer.
 #[derive(Debug, Clone)]
 pub struct Copied<const N: usize> {
-    bytes: SmallVec<[u8; 112]>,
-    /// Where each text ends in `bytes`; `u32::MAX` for an absent one (its start is then the
-    /// end of the one before).
+    inline: [u8; INLINE],
+    /// All the texts, when they do not fit inline.
+    heap: Option<Box<[u8]>>,
+    /// Where each text ends; `u32::MAX` for an absent one (its start is then the end of the
+    /// one before).
     ends: [u32; N],
 }
 
 const ABSENT: u32 = u32::MAX;
 
 impl<const N: usize> Copied<N> {
-    /// Copies `texts`. Each must be valid UTF-8 (`&str`s are).
+    /// Copies `texts`.
     pub fn new(texts: [Option<&str>; N]) -> Self {
-        let mut bytes = SmallVec::new();
         let mut ends = [ABSENT; N];
-        for (end, text) in ends.iter_mut().zip(texts) {
+        let mut len = 0;
+        for (end, text) in ends.iter_mut().zip(&texts) {
             if let Some(t) = text {
-                bytes.extend_from_slice(t.as_bytes());
-                *end = u32::try_from(bytes.len()).unwrap_or(ABSENT);
+                len += t.len();
+                *end = u32::try_from(len).unwrap_or(ABSENT);
             }
         }
-        Copied { bytes, ends }
+        let mut inline = [0u8; INLINE];
+        let heap = if len <= INLINE {
+            let mut at = 0;
+            for t in texts.iter().flatten() {
+                inline[at..at + t.len()].copy_from_slice(t.as_bytes());
+                at += t.len();
+            }
+            None
+        } else {
+            let mut all = Vec::with_capacity(len);
+            for t in texts.iter().flatten() {
+                all.extend_from_slice(t.as_bytes());
+            }
+            Some(all.into_boxed_slice())
+        };
+        Copied { inline, heap, ends }
     }
 
     /// Text `i`, if it was given.
@@ -49,7 +67,8 @@ impl<const N: usize> Copied<N> {
             .find(|&&e| e != ABSENT)
             .copied()
             .unwrap_or(0);
-        self.bytes.get(start as usize..end as usize)
+        let all = self.heap.as_deref().unwrap_or(&self.inline);
+        all.get(start as usize..end as usize)
     }
 }
 
@@ -66,8 +85,10 @@ mod tests {
         assert_eq!(c.get(3), Some(""));
         assert_eq!(c.get(4), None);
         assert_eq!((c.bytes(2), c.bytes(1)), (Some(&b"/a/b"[..]), None));
-        let long = "x".repeat(500);
-        let c = Copied::new([None, Some(long.as_str())]);
-        assert_eq!((c.get(0), c.get(1)), (None, Some(long.as_str())));
+        for n in [INLINE - 1, INLINE, INLINE + 1, 5000] {
+            let long = "x".repeat(n);
+            let c = Copied::new([Some("id"), None, Some(long.as_str())]);
+            assert_eq!((c.get(0), c.get(1), c.get(2)), (Some("id"), None, Some(long.as_str())));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The response body the client receives: the real body, counting bytes, that writes the
 //! request's access-log record when it is done (fully sent, or dropped by a client that left).
 
-use crate::access_log::{AccessLog, Record};
+pub use crate::access_log::Pending;
 use crate::conn_watch::Busy;
 use crate::metrics::Sample;
 use bytes::Bytes;
@@ -10,14 +10,6 @@ use portico_plugins::{Body, Slot, body::BoxError};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
-
-/// A record waiting for the response to finish.
-pub struct Pending {
-    pub log: Arc<AccessLog>,
-    pub record: Box<Record>,
-    pub start: Instant,
-}
 
 pub struct LoggedBody {
     inner: Body,
@@ -91,7 +83,7 @@ impl Drop for LoggedBody {
         if let Some(mut p) = self.pending.take() {
             p.record.bytes_sent = self.bytes;
             p.record.duration_ms = took.unwrap_or_else(|| p.start.elapsed()).as_secs_f64() * 1000.0;
-            p.log.send(p.record);
+            Pending::send(p);
         }
     }
 }
