@@ -223,3 +223,25 @@ async fn a_log_line_for_every_request_under_concurrency() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_still_queued_at_shutdown_are_written_before_exit() {
+    let up = Upstream::start("a").await;
+    let mut gw = Gateway::proxying_to(&up).await;
+    let c = Client::new();
+    for i in 0..20 {
+        let resp = c
+            .get(&gw.url(&format!("/last/{i}")))
+            .header("x-request-id", &format!("last-{i}"))
+            .send()
+            .await;
+        assert_eq!(resp.status, 200);
+    }
+    // Stop at once: the writer batches lines for a few milliseconds, and those must not be lost.
+    gw.sigterm();
+    let status = gw.wait_exit(support::DEADLINE).await.expect("the gateway exits");
+    assert!(status.success());
+    let lines = gw.access_log_lines();
+    assert_eq!(lines.len(), 20, "every request logged before exit: {lines:#?}");
+    assert_eq!(lines[19]["request_id"], "last-19");
+}
