@@ -127,7 +127,8 @@ pub struct TracingBatch {
     /// Longest a finished span waits before it is sent. Default 1s.
     #[serde(default = "default_batch_delay")]
     pub delay: Duration,
-    /// Spans waiting for export; past this, new spans are dropped (and counted). Default 4096.
+    /// Spans waiting for export, per worker; past this, new spans are dropped (and counted).
+    /// Default 4096.
     #[serde(default = "default_batch_queue")]
     pub queue: usize,
     /// How long one export request may take. Default 5s.

@@ -19,6 +19,7 @@ mod logged_body;
 pub mod metrics;
 mod metrics_route;
 pub mod otel;
+mod otel_batch;
 mod otel_export;
 mod otel_proto;
 mod path;

@@ -2,25 +2,24 @@
 //! request, handed to the exporter thread (see `otel_export`) when the response is done.
 //!
 //! Off unless `gateway.tracing` is set; then the request path pays one branch. On, a request
-//! makes two random ids, formats one `traceparent` for its upstream, and queues one plain
-//! struct (its texts copied inline, see `copied`); all protobuf and network work happens on
-//! the exporter's own thread.
+//! makes two random ids, formats one `traceparent` for its upstream, and when it is done
+//! encodes its span into its worker's batch (`otel_batch`); the exporter thread posts the
+//! batches.
 
 use crate::copied::Copied;
-use crate::otel_export::Msg;
+use crate::otel_export::Handle;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use portico_config::Tracing;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The request path's side of tracing: starts spans and queues finished ones.
-#[derive(Debug)]
 pub struct Tracer {
-    tx: SyncSender<Msg>,
+    exporter: Handle,
     /// A new trace is sampled when its id's low 64 bits fall below this.
     threshold: u64,
 }
@@ -58,12 +57,29 @@ pub struct SpanData {
 pub const HOST: usize = 0;
 pub const PATH: usize = 1;
 
+impl Drop for Tracer {
+    /// Closes the flush channel and wakes the exporter: it sends what is left and stops.
+    fn drop(&mut self) {
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.exporter.flush, closed));
+        self.exporter.thread.unpark();
+    }
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A request's span while the request runs.
 #[derive(Debug)]
 pub struct Span {
     tracer: Arc<Tracer>,
     /// `None` when the trace is not sampled: the context still goes upstream, nothing is exported.
-    /// Boxed: it travels to the exporter as a pointer, not as 300 bytes copied three times.
+    /// Boxed: moved with the response body, it is a pointer rather than 300 bytes.
     data: Option<Box<SpanData>>,
     context: Context,
 }
@@ -71,9 +87,8 @@ pub struct Span {
 impl Tracer {
     /// Starts the exporter thread for `config`; the tracer sends it finished spans.
     pub fn start(config: &Tracing) -> std::io::Result<Arc<Tracer>> {
-        let tx = crate::otel_export::spawn(config)?;
         Ok(Arc::new(Tracer {
-            tx,
+            exporter: crate::otel_export::spawn(config)?,
             threshold: threshold(config.sample_ratio),
         }))
     }
@@ -130,8 +145,8 @@ impl Tracer {
         }
     }
 
-    fn send(&self, span: Box<SpanData>) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Span(span)) {
+    fn send(&self, span: &SpanData) {
+        if !self.exporter.batches.push(span) {
             let dropped = &crate::metrics::families().spans_dropped;
             dropped.inc();
             let n = dropped.get();
@@ -148,9 +163,9 @@ impl Tracer {
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (ack, done) = sync_channel(1);
-        let mut msg = Msg::Flush(ack);
+        let mut msg = ack;
         loop {
-            match self.tx.try_send(msg) {
+            match self.exporter.flush.try_send(msg) {
                 Ok(()) => break,
                 Err(TrySendError::Full(m)) if Instant::now() < deadline => {
                     msg = m;
@@ -159,6 +174,7 @@ impl Tracer {
                 Err(_) => return false,
             }
         }
+        self.exporter.thread.unpark();
         let flushed = done
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .is_ok();
@@ -209,7 +225,7 @@ impl Span {
         if let Some(mut d) = self.data {
             d.status = status;
             d.end_unix_ns = d.start_unix_ns + took.as_nanos() as u64;
-            self.tracer.send(d);
+            self.tracer.send(&d);
         }
     }
 }

@@ -1,106 +1,106 @@
-//! The span exporter: one thread that batches finished spans and posts them to the collector
-//! as OTLP/HTTP protobuf (encoded by `otel_proto` as they arrive, sent with hyper).
+//! The span exporter: one thread that takes the batches of finished spans the workers encoded
+//! (`otel_batch`, `otel_proto`) and posts them to the collector as OTLP/HTTP protobuf, with
+//! hyper, on one kept connection.
 //!
-//! Requests hand spans over a bounded channel and never wait: when the channel is full the
-//! span is dropped and counted (`portico_tracing_spans_dropped_total`). A failed export drops
-//! its batch (counted too) rather than holding memory for a collector that is down.
+//! Requests never wait for it: a worker whose batches are full drops the span and counts it
+//! (`portico_tracing_spans_dropped_total`). A failed export drops its batch (counted too)
+//! rather than holding memory for a collector that is down.
 
 use crate::metrics::families;
-use crate::otel::SpanData;
-use crate::otel_proto::Encoder;
+use crate::otel_batch::Batches;
+use crate::otel_proto::{Batch, Envelope};
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use portico_config::Tracing;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
-
-/// While a batch fills, the exporter naps this long between looks at the queue rather than
-/// block on it: a sender that finds no one waiting wakes no one (see the access log's note).
-const NAP: Duration = Duration::from_millis(10);
 
 struct Exporter {
     authority: String,
     path: String,
-    encoder: Encoder,
-    max_spans: usize,
+    envelope: Envelope,
     delay: Duration,
     timeout: Duration,
     conn: Option<SendRequest<Full<Bytes>>>,
 }
 
-/// Starts the exporter thread; spans sent to the returned channel are exported.
-pub fn spawn(config: &Tracing) -> std::io::Result<SyncSender<Msg>> {
+/// The request path's handle on the exporter.
+pub struct Handle {
+    pub batches: Arc<Batches>,
+    /// Flush requests, each answered once done; closed when the tracer is dropped.
+    pub flush: SyncSender<SyncSender<()>>,
+    pub thread: Thread,
+}
+
+/// Starts the exporter thread.
+pub fn spawn(config: &Tracing) -> std::io::Result<Handle> {
     let endpoint = portico_config::otel::endpoint(&config.endpoint)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let (tx, rx) = sync_channel(config.batch.queue);
+    let envelope = Envelope::new(&config.service_name);
+    let batches = Arc::new(Batches::new(
+        config.batch.max_spans,
+        config.batch.queue,
+        envelope.room(),
+    ));
+    let (flush, flushes) = sync_channel(16);
     let exporter = Exporter {
         authority: endpoint.authority,
         path: endpoint.path,
-        encoder: Encoder::new(&config.service_name),
-        max_spans: config.batch.max_spans,
+        envelope,
         delay: config.batch.delay.get(),
         timeout: config.batch.timeout.get(),
         conn: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new()
+    let taken = batches.clone();
+    let thread = std::thread::Builder::new()
         .name("span-export".into())
-        .spawn(move || exporter.run(&rt, &rx))?;
-    Ok(tx)
+        .spawn(move || exporter.run(&rt, &taken, &flushes))?
+        .thread()
+        .clone();
+    batches.wake(thread.clone());
+    Ok(Handle { batches, flush, thread })
 }
 
 impl Exporter {
-    fn run(mut self, rt: &tokio::runtime::Runtime, rx: &Receiver<Msg>) {
+    /// Sleeps until a batch is sealed or takes its first span, a flush is asked for, or the
+    /// oldest open batch has waited `delay`.
+    fn run(mut self, rt: &tokio::runtime::Runtime, batches: &Batches, flushes: &Receiver<SyncSender<()>>) {
         loop {
-            let mut ack = None;
-            match rx.recv() {
-                Ok(Msg::Span(s)) => self.encoder.push(&s),
-                Ok(Msg::Flush(a)) => ack = Some(a),
-                Err(_) => return,
-            }
-            // Fill the batch until it is full, its first span has waited `delay`, or a flush.
-            let deadline = Instant::now() + self.delay;
-            let mut open = true;
-            while ack.is_none() {
-                while self.encoder.len() < self.max_spans {
-                    match rx.try_recv() {
-                        Ok(Msg::Span(s)) => self.encoder.push(&s),
-                        Ok(Msg::Flush(a)) => {
-                            ack = Some(a);
-                            break;
-                        }
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => {
-                            open = false;
-                            break;
-                        }
-                    }
+            let mut acks = Vec::new();
+            let closed = loop {
+                match flushes.try_recv() {
+                    Ok(ack) => acks.push(ack),
+                    Err(TryRecvError::Empty) => break false,
+                    Err(TryRecvError::Disconnected) => break true,
                 }
-                let now = Instant::now();
-                if ack.is_some() || !open || self.encoder.len() >= self.max_spans || now >= deadline {
-                    break;
-                }
-                std::thread::sleep(NAP.min(deadline - now));
+            };
+            let (due, next) = batches.take(self.delay, closed || !acks.is_empty());
+            for batch in due {
+                self.export(rt, batch);
             }
-            if !self.encoder.is_empty() {
-                self.export(rt);
+            for ack in acks {
+                let _ = ack.send(());
             }
-            if let Some(a) = ack {
-                let _ = a.send(());
-            }
-            if !open {
+            if closed {
                 return;
+            }
+            match next {
+                Some(t) => std::thread::park_timeout(t.saturating_duration_since(Instant::now())),
+                None => std::thread::park(),
             }
         }
     }
 
-    /// Sends the batch (emptying it); counts what the collector took or what was lost.
-    fn export(&mut self, rt: &tokio::runtime::Runtime) {
-        let n = self.encoder.len() as u64;
-        let body = Bytes::from(self.encoder.finish());
+    /// Sends one batch; counts what the collector took or what was lost.
+    fn export(&mut self, rt: &tokio::runtime::Runtime, batch: Batch) {
+        let n = batch.count as u64;
+        let body = self.envelope.body(batch);
         let f = families();
         match rt.block_on(self.post(body)) {
             Ok(()) => f.spans_exported.inc_by(n),
@@ -173,13 +173,4 @@ impl Exporter {
             Err(format!("collector answered {status}"))
         }
     }
-}
-
-/// What the request path and shutdown send the exporter.
-#[derive(Debug)]
-pub enum Msg {
-    /// Boxed since the request began: a pointer is cheaper to pass on than the span.
-    Span(Box<SpanData>),
-    /// Export everything queued before this now, then answer.
-    Flush(SyncSender<()>),
 }

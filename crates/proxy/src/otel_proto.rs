@@ -8,6 +8,7 @@
 //! tests decode the output with `opentelemetry-proto`.
 
 use crate::otel::{HOST, PATH, SpanData};
+use bytes::Bytes;
 use http::Method;
 use prost::encoding::{encode_varint, encoded_len_varint};
 use std::net::IpAddr;
@@ -28,15 +29,28 @@ const FLAG_IS_REMOTE: u32 = 0x200;
 const SPAN_KIND_SERVER: u8 = 2;
 const STATUS_CODE_ERROR: u8 = 2;
 
-/// Export requests, one batch of spans at a time.
-pub struct Encoder {
+/// What every export request wraps its spans in: the resource (the service name) and the
+/// instrumentation scope.
+pub struct Envelope {
     /// `ResourceSpans.resource` (field 1), complete.
     resource: Vec<u8>,
     /// `ScopeSpans.scope` (field 1), complete.
     scope: Vec<u8>,
-    /// The batch's `ScopeSpans.spans` (field 2), one after the other.
-    spans: Vec<u8>,
-    count: usize,
+}
+
+/// A batch of encoded spans (`ScopeSpans.spans` fields, one after the other) after `room`
+/// bytes left for the envelope's head, and how many spans.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub spans: Vec<u8>,
+    pub room: usize,
+    pub count: usize,
+}
+
+/// Writes spans into a batch.
+#[derive(Default)]
+pub struct SpanWriter {
+    batch: Batch,
     /// The last span's name and method and route attributes, and what they were made of:
     /// consecutive spans mostly share them.
     route: Option<(RouteKey, Vec<u8>)>,
@@ -59,7 +73,7 @@ struct ClientKey {
     ip: IpAddr,
 }
 
-impl Encoder {
+impl Envelope {
     pub fn new(service_name: &str) -> Self {
         let mut attributes = Vec::new();
         string_attribute(&mut attributes, key(1, LEN), "service.name", service_name);
@@ -70,28 +84,87 @@ impl Encoder {
         bytes_field(&mut scope_body, key(2, LEN), env!("CARGO_PKG_VERSION").as_bytes());
         let mut scope = Vec::new();
         bytes_field(&mut scope, key(1, LEN), &scope_body);
-        Encoder {
-            resource,
-            scope,
-            spans: Vec::with_capacity(64 * 1024),
-            count: 0,
-            route: None,
-            client: None,
+        Envelope { resource, scope }
+    }
+
+    /// The room a batch leaves for [`Envelope::body`] to write the head in place.
+    pub fn room(&self) -> usize {
+        2 + 5 + 5 + self.resource.len() + self.scope.len()
+    }
+
+    /// Everything of the export request before `spans`, `len` bytes of them.
+    fn head(&self, len: usize) -> Vec<u8> {
+        let scope_spans = self.scope.len() + len;
+        let resource_spans = self.resource.len() + 1 + encoded_len_varint(scope_spans as u64) + scope_spans;
+        let mut out = Vec::with_capacity(self.room());
+        out.push(key(1, LEN));
+        encode_varint(resource_spans as u64, &mut out);
+        out.extend_from_slice(&self.resource);
+        out.push(key(2, LEN));
+        encode_varint(scope_spans as u64, &mut out);
+        out.extend_from_slice(&self.scope);
+        out
+    }
+
+    /// The export request (`ExportTraceServiceRequest`) holding `spans`.
+    pub fn request(&self, spans: &[u8]) -> Vec<u8> {
+        let mut out = self.head(spans.len());
+        out.extend_from_slice(spans);
+        out
+    }
+
+    /// The export request holding `batch`'s spans, its head written in the room the batch
+    /// left (no copy of the spans).
+    pub fn body(&self, batch: Batch) -> Bytes {
+        let spans = batch.spans.get(batch.room..).unwrap_or_default();
+        let head = self.head(spans.len());
+        match batch.room.checked_sub(head.len()) {
+            Some(at) => {
+                let mut all = batch.spans;
+                all[at..batch.room].copy_from_slice(&head);
+                Bytes::from(all).slice(at..)
+            }
+            None => Bytes::from(self.request(spans)),
+        }
+    }
+}
+
+impl SpanWriter {
+    /// A writer whose batches leave `room` bytes in front (see [`Envelope::body`]).
+    pub fn with_room(room: usize) -> Self {
+        SpanWriter {
+            batch: Batch {
+                spans: vec![0; room],
+                room,
+                count: 0,
+            },
+            ..Default::default()
         }
     }
 
-    /// Spans added since the last [`Encoder::finish`].
+    /// Spans in the batch being written.
     pub fn len(&self) -> usize {
-        self.count
+        self.batch.count
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
+    /// The batch written so far; the next one is written into `spare` (emptied, and sized
+    /// like this one).
+    pub fn take(&mut self, mut spare: Vec<u8>) -> Batch {
+        let room = self.batch.room;
+        spare.clear();
+        spare.reserve(self.batch.spans.len());
+        spare.resize(room, 0);
+        let next = Batch {
+            spans: spare,
+            room,
+            count: 0,
+        };
+        std::mem::replace(&mut self.batch, next)
     }
 
     /// Adds one span to the batch.
     pub fn push(&mut self, s: &SpanData) {
-        let b = &mut self.spans;
+        let b = &mut self.batch.spans;
         // The span's key and a two-byte length (most spans take 128 to 16,383 bytes), fixed
         // below once the body is written.
         let start = b.len();
@@ -193,25 +266,7 @@ impl Encoder {
             encode_varint(len as u64, &mut varint);
             b.splice(start + 1..start + 3, varint);
         }
-        self.count += 1;
-    }
-
-    /// The export request holding every span added since the last call; the batch starts
-    /// empty again.
-    pub fn finish(&mut self) -> Vec<u8> {
-        let scope_spans = self.scope.len() + self.spans.len();
-        let resource_spans = self.resource.len() + 1 + encoded_len_varint(scope_spans as u64) + scope_spans;
-        let mut out = Vec::with_capacity(resource_spans + 16);
-        out.push(key(1, LEN));
-        encode_varint(resource_spans as u64, &mut out);
-        out.extend_from_slice(&self.resource);
-        out.push(key(2, LEN));
-        encode_varint(scope_spans as u64, &mut out);
-        out.extend_from_slice(&self.scope);
-        out.extend_from_slice(&self.spans);
-        self.spans.clear();
-        self.count = 0;
-        out
+        self.batch.count += 1;
     }
 }
 
@@ -344,19 +399,27 @@ mod tests {
             .and_then(|kv| kv.value.clone()?.value)
     }
 
+    /// Without room in front: the head is written in a copy.
+    fn decode(mut w: SpanWriter) -> ExportTraceServiceRequest {
+        let batch = w.take(Vec::new());
+        ExportTraceServiceRequest::decode(Envelope::new("edge").body(batch)).unwrap()
+    }
+
     fn text(v: &str) -> Option<Value> {
         Some(Value::StringValue(v.into()))
     }
 
     #[test]
     fn batches_decode_as_otlp_export_requests() {
-        let mut e = Encoder::new("edge");
+        let envelope = Envelope::new("edge");
+        let mut w = SpanWriter::with_room(envelope.room());
         for _ in 0..2 {
-            e.push(&span(Some("r1"), Some([1; 8]), 502));
-            e.push(&span(None, None, 404));
-            assert_eq!(e.len(), 2);
-            let req = ExportTraceServiceRequest::decode(&e.finish()[..]).unwrap();
-            assert!(e.is_empty());
+            w.push(&span(Some("r1"), Some([1; 8]), 502));
+            w.push(&span(None, None, 404));
+            assert_eq!(w.len(), 2);
+            let batch = w.take(Vec::new());
+            assert_eq!((batch.count, w.len()), (2, 0));
+            let req = ExportTraceServiceRequest::decode(envelope.body(batch)).unwrap();
             let rs = &req.resource_spans[0];
             let service = &rs.resource.as_ref().unwrap().attributes[0];
             assert_eq!(service.key, "service.name");
@@ -403,13 +466,13 @@ mod tests {
     #[test]
     fn a_span_longer_than_16k_is_framed_right() {
         let path = format!("/{}", "x".repeat(20_000));
-        let mut e = Encoder::new("edge");
+        let mut e = SpanWriter::default();
         e.push(&SpanData {
             texts: Copied::new([None, Some(&path)]),
             ..span(Some("r"), None, 200)
         });
         e.push(&span(Some("r"), None, 200));
-        let req = ExportTraceServiceRequest::decode(&e.finish()[..]).unwrap();
+        let req = decode(e);
         let spans = &req.resource_spans[0].scope_spans[0].spans;
         assert_eq!(attr(&spans[0], "url.path"), text(&path));
         assert_eq!(attr(&spans[0], "server.address"), None);
@@ -434,14 +497,14 @@ mod tests {
 
     #[test]
     fn client_addresses_of_both_families() {
-        let mut e = Encoder::new("edge");
+        let mut e = SpanWriter::default();
         for ip in ["10.1.2.3", "::1", "10.1.2.4"] {
             e.push(&SpanData {
                 client_ip: ip.parse().unwrap(),
                 ..span(None, None, 200)
             });
         }
-        let req = ExportTraceServiceRequest::decode(&e.finish()[..]).unwrap();
+        let req = decode(e);
         let ips: Vec<_> = req.resource_spans[0].scope_spans[0]
             .spans
             .iter()
