@@ -24,20 +24,15 @@ pub struct LoggedBody {
 }
 
 impl LoggedBody {
-    pub fn new(inner: Body, pending: Option<Box<Pending>>, sample: Sample) -> Self {
+    pub fn new(inner: Body, pending: Option<Box<Pending>>, sample: Sample, busy: Busy) -> Self {
         Self {
             inner,
             bytes: 0,
             pending,
             sample: Some(sample),
             slots: Vec::new(),
-            busy: None,
+            busy: Some(busy),
         }
-    }
-
-    /// Keeps the connection busy until the body ends.
-    pub fn hold_busy(&mut self, busy: Busy) {
-        self.busy = Some(busy);
     }
 
     /// Keeps `slots` until the body ends.

@@ -46,12 +46,6 @@ impl Peer {
 pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<LoggedBody> {
     // The connection is busy until the response body is done (or dropped with this future).
     let busy = Busy::new(&peer.activity);
-    let mut resp = respond(w, req, peer).await;
-    resp.body_mut().hold_busy(busy);
-    resp
-}
-
-async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<LoggedBody> {
     let client_ip = peer.ip;
     let start = Instant::now();
     let method = metrics::method_class(req.method());
@@ -99,6 +93,7 @@ async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<Lo
             pending,
             Sample::new(RouteMetrics::unrouted().clone(), method, start, span),
             grpc,
+            busy,
         );
     }
 
@@ -119,6 +114,7 @@ async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<Lo
             pending,
             sample,
             grpc,
+            busy,
         );
     };
     let new_uri = match normalized {
@@ -186,7 +182,14 @@ async fn respond(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<Lo
         r.upstream_duration_ms = info.duration.map(|d| d.as_secs_f64() * 1000.0);
     }
     let sample = Sample::new(route.metrics.clone(), method, start, span);
-    let mut resp = finish(Response::from_parts(rparts, rbody), &request_id, pending, sample, grpc);
+    let mut resp = finish(
+        Response::from_parts(rparts, rbody),
+        &request_id,
+        pending,
+        sample,
+        grpc,
+        busy,
+    );
     // limit-conn's places are held until the body is done (or dropped with it).
     resp.body_mut().hold(std::mem::take(&mut cx.conn_slots));
     resp
@@ -201,6 +204,7 @@ fn finish(
     mut pending: Option<Box<Pending>>,
     mut sample: Sample,
     grpc: bool,
+    busy: Busy,
 ) -> Response<LoggedBody> {
     if grpc {
         resp = reply::for_grpc(resp);
@@ -213,7 +217,7 @@ fn finish(
         }
     }
     sample.status = resp.status();
-    resp.map(|b| LoggedBody::new(b, pending, sample))
+    resp.map(|b| LoggedBody::new(b, pending, sample, busy))
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a new UUID v4.
