@@ -6,7 +6,8 @@
 #   PORTICO_BIN=target/debug/portico ...            # use this binary instead of building release
 #   NODES=1 CHANGES=20 WRK=0 benches/cluster.sh     # CPU per change only (no wrk: fine on a busy machine)
 #   CHANGE=path ...                                 # each change also gives /probe a new path
-#                                                   # (the route index is rebuilt) instead of a new body
+#   CHANGE=add ...                                  # each change also adds a route (n1, n2, ...:
+#                                                   # between the others in key order)
 #
 # 1. One etcd (own data dir, free loopback ports); a declarative file with ROUTES mock routes
 #    plus `/probe` (a mock answering its version) is pushed in one transaction.
@@ -40,7 +41,7 @@ die() {
 }
 command -v etcd >/dev/null || die "etcd not found: apt-get install etcd-server"
 [[ $WRK == 0 ]] || command -v wrk >/dev/null || die "wrk not found: apt-get install wrk"
-[[ $CHANGE == body || $CHANGE == path ]] || die "CHANGE is body or path"
+[[ $CHANGE == body || $CHANGE == path || $CHANGE == add ]] || die "CHANGE is body, path or add"
 command -v curl >/dev/null || die "curl not found"
 
 mkdir -p "$BENCH_OUT"
@@ -88,7 +89,7 @@ curl -sf "$ETCD/health" | grep -q '"health":"true"' || die "etcd did not start (
 FILE=$BENCH_OUT/cluster.yaml
 write_file() { # write_file VERSION
     local probe_paths=/probe
-    [[ $CHANGE == body ]] || probe_paths="/probe, /probe$1"
+    [[ $CHANGE != path ]] || probe_paths="/probe, /probe$1"
     {
         cat <<YAML
 gateway:
@@ -98,6 +99,9 @@ routes:
   - { id: probe, paths: [$probe_paths], plugins: { mock: { body: "v$1" } } }
   - { id: hot, paths: [/hot], plugins: { mock: { body: "hot" } } }
 YAML
+        if [[ $CHANGE == add ]]; then
+            for k in $(seq 1 "$1"); do echo "  - { id: n$k, paths: [/n$k], plugins: { mock: {} } }"; done
+        fi
         for i in $(seq 1 "$ROUTES"); do
             echo "  - { id: r$i, paths: [\"/svc$i/{id}\", \"/svc$i/static/*\"], plugins: { mock: {} } }"
         done

@@ -19,7 +19,7 @@ use portico_config::{Config, ConfigErrors, UpstreamRef, error::join};
 use portico_plugins::chain::{Compiled, compile_plugins};
 use portico_plugins::plugin::Needs;
 use portico_plugins::{BuildEnv, Chain, Consumers, compile_chain, consumers};
-use portico_router::{Change, RouteDef, Router};
+use portico_router::{RouteDef, Router, Source};
 use portico_upstream::Upstream;
 use reuse::{Previous, same, same_all, same_routing};
 use std::collections::HashMap;
@@ -201,20 +201,30 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
 
     let mut entries = Vec::with_capacity(config.routes.len());
     // Whether every route is where it was and matches as it did: then the index is kept.
-    // Whether every route is where it was (then the index is kept, or updated for the routes
-    // in `rerouted`, whose match conditions changed).
+    // Where each route's match conditions come from: the previous route of its id when they
+    // are the same (its index entries are kept), else its own (indexed anew).
+    let mut sources = Vec::with_capacity(if prev.is_some() { config.routes.len() } else { 0 });
+    let mut reindexed = 0;
+    // Errors of the new conditions, reported if the index is derived (a fresh build finds
+    // them again).
+    let mut source_errors = ConfigErrors::default();
+    // Whether every route is where it was, matching as before: the index is kept whole.
     let mut in_place = old_config.is_some_and(|c| c.routes.len() == config.routes.len());
-    let mut rerouted = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let old = prev.as_ref().and_then(|p| p.route(i, &r.id));
         let same_def = old.as_ref().is_some_and(|o| same(o.def, r));
         match &old {
-            Some(o) if o.index == i => {
-                if !same_routing(o.def, r) {
-                    rerouted.push(i);
+            Some(o) if same_routing(o.def, r) => {
+                in_place &= o.index == i;
+                sources.push(Source::Kept(o.index));
+            }
+            _ => {
+                in_place = false;
+                reindexed += 1;
+                if prev.is_some() {
+                    sources.push(Source::New(route_def(i, r, &mut source_errors)));
                 }
             }
-            _ => in_place = false,
         }
         let at = || format!("routes[{i}]");
         let upstream = match &r.upstream {
@@ -258,15 +268,16 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
     let route_ids = entries.iter().map(|e| e.id.clone()).collect();
 
     let router = match prev {
-        // Beyond a few changed routes, building afresh costs no more than updating.
-        Some(p) if in_place && rerouted.len() <= 16.max(entries.len() / 16) => update_router(
-            &p.snapshot.router,
-            &p.snapshot.config,
-            config,
-            &rerouted,
-            entries,
-            &mut errors,
-        ),
+        Some(p) if in_place => match p.snapshot.router.with_values(entries) {
+            Ok(router) => Some(router),
+            Err(entries) => build_router(config, entries, &mut errors),
+        },
+        // Beyond a few new or changed routes, building afresh costs no more than deriving.
+        Some(p) if reindexed <= 16.max(entries.len() / 16) => {
+            errors.extend(source_errors);
+            let routes = sources.into_iter().zip(entries).collect();
+            router_or_errors(p.snapshot.router.derive(routes), &mut errors)
+        }
         _ => build_router(config, entries, &mut errors),
     };
     match router {
@@ -285,37 +296,6 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
         }),
         _ => Err(errors),
     }
-}
-
-/// The index of `old` (compiled from `old_config`) with the routes at `rerouted` changed as
-/// `config` has them; shared, not copied, when none are.
-fn update_router(
-    old: &Router<RouteEntry>,
-    old_config: &Config,
-    config: &Config,
-    rerouted: &[usize],
-    entries: Vec<RouteEntry>,
-    errors: &mut ConfigErrors,
-) -> Option<Router<RouteEntry>> {
-    if rerouted.is_empty() {
-        return match old.with_values(entries) {
-            Ok(router) => Some(router),
-            Err(entries) => build_router(config, entries, errors),
-        };
-    }
-    let mut changes = Vec::with_capacity(rerouted.len());
-    for &i in rerouted {
-        let (Some(was), Some(now)) = (old_config.routes.get(i), config.routes.get(i)) else {
-            continue;
-        };
-        changes.push(Change {
-            route: i,
-            // It compiled before, so it has no errors to report.
-            old: route_def(i, was, &mut ConfigErrors::default()),
-            new: route_def(i, now, errors),
-        });
-    }
-    router_or_errors(old.update(changes, entries), errors)
 }
 
 /// Indexes every route's match conditions afresh.

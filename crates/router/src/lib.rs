@@ -74,25 +74,32 @@ impl fmt::Display for RouteError {
 
 impl std::error::Error for RouteError {}
 
-/// One route whose match conditions [`Router::update`] changes: its definition in the
-/// router being updated, and its new one.
+/// Where a route of [`Router::derive`] takes its match conditions from.
 #[derive(Debug, Clone)]
-pub struct Change {
-    /// The route's index (it keeps its place among the routes).
-    pub route: usize,
-    pub old: RouteDef,
-    pub new: RouteDef,
+pub enum Source {
+    /// The route at this index of the router derived from, unchanged.
+    Kept(usize),
+    /// These.
+    New(RouteDef),
 }
 
-/// A route's parsed hosts (`Any` when it lists none) and path patterns.
-struct Parsed {
+/// A route's parsed hosts (`Any` when it lists none) and path patterns, its priority and its
+/// order key: routes earlier in the list have smaller keys (the last tie-break). Keys leave
+/// gaps, so a route can come between two others without renumbering them.
+#[derive(Debug)]
+struct Placed {
     hosts: Vec<HostPattern>,
     patterns: Vec<Pattern>,
+    priority: i32,
+    order: u64,
 }
 
-impl Parsed {
+/// The gap between the order keys of two neighbouring routes of a fresh build.
+const ORDER_GAP: u64 = 1 << 32;
+
+impl Placed {
     /// Parses route number `route`, or says everything that is wrong with it.
-    fn of(route: usize, def: &RouteDef) -> Result<Parsed, Vec<RouteError>> {
+    fn of(route: usize, def: &RouteDef) -> Result<Placed, Vec<RouteError>> {
         let mut errors = Vec::new();
         let mut fail = |path, message| errors.push(RouteError { route, path, message });
         if def.paths.is_empty() {
@@ -116,19 +123,24 @@ impl Parsed {
             hosts.push(HostPattern::Any);
         }
         if errors.is_empty() {
-            Ok(Parsed { hosts, patterns })
+            Ok(Placed {
+                hosts,
+                patterns,
+                priority: def.priority,
+                order: 0,
+            })
         } else {
             Err(errors)
         }
     }
 
-    /// Calls `f` with every (host, pattern) entry of route number `route`.
-    fn each(&self, route: usize, priority: i32, mut f: impl FnMut(&HostPattern, &Pattern, Entry)) {
+    /// Calls `f` with every (host, pattern) entry of this route in table slot `slot`.
+    fn each(&self, slot: usize, mut f: impl FnMut(&HostPattern, &Pattern, Entry)) {
         for host in &self.hosts {
             let (kind, suffix) = host.kind();
             for pattern in &self.patterns {
-                let rank = Rank::new(route, priority, kind, suffix, pattern);
-                f(host, pattern, Entry { rank, route });
+                let rank = Rank::new(self.order, self.priority, kind, suffix, pattern);
+                f(host, pattern, Entry { rank, route: slot });
             }
         }
     }
@@ -137,27 +149,51 @@ impl Parsed {
 /// A compiled route table, mapping requests to the `T` of the best matching route.
 ///
 /// Built once per configuration by the control plane and shared read-only by every request.
-/// The matching part (index and conditions) is shared by routers made with
-/// [`Router::with_values`]: a config whose routes match as before needs no new index.
+/// A router for the next configuration is derived from this one ([`Router::with_values`],
+/// [`Router::derive`]): the index nodes of unchanged routes are shared, not rebuilt.
 #[derive(Debug, Clone)]
 pub struct Router<T> {
     table: Arc<Table>,
-    /// One per route, in the order given.
-    values: Box<[T]>,
+    /// One per table slot (`None`: a slot whose route is gone).
+    values: Box<[Option<T>]>,
 }
 
-/// What matching needs, independent of the routes' values.
-#[derive(Debug, Default)]
+/// What matching needs, independent of the routes' values. Routes live in slots: a derived
+/// table keeps the slots of the routes it keeps and appends new ones.
+#[derive(Debug, Default, Clone)]
 struct Table {
+    /// By slot.
     conditions: Vec<Conditions>,
+    /// By slot; `None` for a slot whose route is gone.
+    placed: Vec<Option<Arc<Placed>>>,
+    /// Each route's slot, in the routes' order.
+    slots: Vec<usize>,
     index: HostIndex,
 }
 
 /// What a lookup checks on a route found by host and path.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Conditions {
     methods: Vec<Method>,
     headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Conditions {
+    fn of(def: RouteDef) -> Self {
+        Self {
+            methods: def.methods,
+            headers: def.headers,
+        }
+    }
+}
+
+/// One route of a table being built: where it is defined, its conditions, its value, and
+/// its slot in the table derived from (if kept).
+struct Item<U> {
+    placed: Arc<Placed>,
+    conditions: Conditions,
+    value: U,
+    kept_slot: Option<usize>,
 }
 
 // === impl Router ===
@@ -171,90 +207,124 @@ impl<T> Router<T> {
     /// unbalanced or empty braces, a `{param}` sharing its segment with other text, a repeated
     /// param name), every bad host, and every route without paths, across all routes.
     pub fn new(routes: Vec<(RouteDef, T)>) -> Result<Self, Vec<RouteError>> {
-        let mut errors = Vec::new();
-        let mut index = HostIndex::default();
-        let mut conditions = Vec::with_capacity(routes.len());
-        let mut values = Vec::with_capacity(routes.len());
-        for (i, (def, value)) in routes.into_iter().enumerate() {
-            // Only a fully valid route is indexed; an invalid one fails the whole build below.
-            match Parsed::of(i, &def) {
-                Ok(parsed) => parsed.each(i, def.priority, |host, pattern, entry| {
-                    index.bucket(host).insert(pattern, entry);
-                }),
-                Err(found) => errors.extend(found),
-            }
-            conditions.push(Conditions {
-                methods: def.methods,
-                headers: def.headers,
-            });
-            values.push(value);
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        index.finish();
-        Ok(Self {
-            table: Arc::new(Table { conditions, index }),
-            values: values.into(),
-        })
+        let routes = routes
+            .into_iter()
+            .map(|(def, value)| (Source::New(def), value))
+            .collect();
+        Router::<T>::default().derive(routes)
     }
 
-    /// This router with the match conditions of some routes changed and other values, one
-    /// per route in the same order. Only the index paths of the changed routes are copied
-    /// and changed; the rest of the index is shared with this router.
+    /// A router for `routes`, in order, each with its value and its match conditions: kept
+    /// from a route of this router, or new. Only the index paths of routes that are new or
+    /// gone are copied and changed; the rest stays shared with this router. (When kept routes
+    /// change their order, the order keys run out, or gone routes left too many slots, the
+    /// index is built afresh from what is already parsed.)
     ///
     /// # Errors
     ///
-    /// Every bad path pattern or host of the changed routes' new definitions (as
-    /// [`Router::new`]); or, at route 0, that the values are not one per route or a change
-    /// names a route that is not there.
-    pub fn update<U>(&self, changes: Vec<Change>, values: Vec<U>) -> Result<Router<U>, Vec<RouteError>> {
-        let n = self.values.len();
-        if values.len() != n || changes.iter().any(|c| c.route >= n) {
-            return Err(vec![RouteError {
-                route: 0,
-                path: None,
-                message: "an update must give one value per route and change only existing routes".into(),
-            }]);
-        }
+    /// Every bad path pattern or host of the new routes, as [`Router::new`]; a kept index
+    /// that is not a route of this router, or kept twice.
+    pub fn derive<U>(&self, routes: Vec<(Source, U)>) -> Result<Router<U>, Vec<RouteError>> {
+        let old = &*self.table;
         let mut errors = Vec::new();
-        let mut parsed = Vec::with_capacity(changes.len());
-        for c in &changes {
-            match Parsed::of(c.route, &c.new) {
-                Ok(p) => parsed.push(p),
-                Err(found) => errors.extend(found),
+        let mut kept = vec![false; old.slots.len()];
+        let mut in_order = true;
+        let mut last_kept = None;
+        let mut items = Vec::with_capacity(routes.len());
+        for (i, (source, value)) in routes.into_iter().enumerate() {
+            match source {
+                Source::Kept(p) => {
+                    let found = old.slots.get(p).and_then(|&s| Some((s, old.placed.get(s)?.clone()?)));
+                    let Some((slot, placed)) = found.filter(|_| !kept[p]) else {
+                        errors.push(RouteError {
+                            route: i,
+                            path: None,
+                            message: format!("kept route {p} is not in the router, or kept twice"),
+                        });
+                        continue;
+                    };
+                    kept[p] = true;
+                    in_order &= last_kept.is_none_or(|l| l < p);
+                    last_kept = Some(p);
+                    items.push(Item {
+                        placed,
+                        conditions: old.conditions.get(slot).cloned().unwrap_or_default(),
+                        value,
+                        kept_slot: Some(slot),
+                    });
+                }
+                Source::New(def) => match Placed::of(i, &def) {
+                    Ok(placed) => items.push(Item {
+                        placed: Arc::new(placed),
+                        conditions: Conditions::of(def),
+                        value,
+                        kept_slot: None,
+                    }),
+                    Err(found) => errors.extend(found),
+                },
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
+        let crowded = old.placed.len() > 2 * items.len() + 64;
+        match in_order && !crowded && !old.slots.is_empty() {
+            true => match orders_between_kept(&items) {
+                Some(orders) => Ok(self.changed(items, &kept, orders)),
+                None => Ok(fresh(items)),
+            },
+            false => Ok(fresh(items)),
+        }
+    }
+
+    /// This router's table with the routes not `kept` taken out and the new `items` put in
+    /// (at `orders`).
+    fn changed<U>(&self, items: Vec<Item<U>>, kept: &[bool], orders: Vec<u64>) -> Router<U> {
+        let old = &*self.table;
         let mut table = Table {
-            conditions: self.table.conditions.clone(),
-            index: self.table.index.clone(),
+            conditions: old.conditions.clone(),
+            placed: old.placed.clone(),
+            slots: Vec::with_capacity(items.len()),
+            index: old.index.clone(),
         };
-        // Every old entry goes before any new one comes: two changed routes may swap paths.
-        for c in &changes {
-            if let Ok(old) = Parsed::of(c.route, &c.old) {
-                old.each(c.route, c.old.priority, |host, pattern, _| {
-                    table.index.remove(host, pattern, c.route);
-                });
+        for (p, _) in kept.iter().enumerate().filter(|(_, k)| !**k) {
+            let Some(&slot) = old.slots.get(p) else { continue };
+            if let Some(gone) = table.placed.get_mut(slot).and_then(Option::take) {
+                gone.each(slot, |host, pattern, _| table.index.remove(host, pattern, slot));
+            }
+            if let Some(c) = table.conditions.get_mut(slot) {
+                *c = Conditions::default();
             }
         }
-        for (c, new) in changes.into_iter().zip(parsed) {
-            new.each(c.route, c.new.priority, |host, pattern, entry| {
-                table.index.bucket(host).add(&pattern.segments, pattern.prefix, entry);
-            });
-            if let Some(slot) = table.conditions.get_mut(c.route) {
-                *slot = Conditions {
-                    methods: c.new.methods,
-                    headers: c.new.headers,
-                };
+        let mut values: Vec<Option<U>> = Vec::new();
+        values.resize_with(table.placed.len(), || None);
+        for (item, order) in items.into_iter().zip(orders) {
+            let slot = match item.kept_slot {
+                Some(slot) => slot,
+                None => {
+                    let mut placed = item.placed;
+                    if let Some(p) = Arc::get_mut(&mut placed) {
+                        p.order = order;
+                    }
+                    let slot = table.placed.len();
+                    placed.each(slot, |host, pattern, entry| {
+                        table.index.bucket(host).add(&pattern.segments, pattern.prefix, entry);
+                    });
+                    table.placed.push(Some(placed));
+                    table.conditions.push(item.conditions);
+                    values.push(None);
+                    slot
+                }
+            };
+            table.slots.push(slot);
+            if let Some(v) = values.get_mut(slot) {
+                *v = Some(item.value);
             }
         }
-        Ok(Router {
+        Router {
             table: Arc::new(table),
             values: values.into(),
-        })
+        }
     }
 
     /// The same routes with other values, one per route in the same order, sharing this
@@ -264,18 +334,30 @@ impl<T> Router<T> {
     ///
     /// The values given back when their number is not the number of routes.
     pub fn with_values<U>(&self, values: Vec<U>) -> Result<Router<U>, Vec<U>> {
-        if values.len() != self.values.len() {
+        if values.len() != self.table.slots.len() {
             return Err(values);
+        }
+        let mut by_slot: Vec<Option<U>> = Vec::new();
+        by_slot.resize_with(self.values.len(), || None);
+        for (&slot, value) in self.table.slots.iter().zip(values) {
+            if let Some(v) = by_slot.get_mut(slot) {
+                *v = Some(value);
+            }
         }
         Ok(Router {
             table: self.table.clone(),
-            values: values.into(),
+            values: by_slot.into(),
         })
     }
 
     /// Every route's value, in the order the routes were given.
-    pub fn values(&self) -> &[T] {
-        &self.values
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.table.slots.iter().filter_map(|&s| self.values.get(s)?.as_ref())
+    }
+
+    /// The value of route number `i`.
+    pub fn value(&self, i: usize) -> Option<&T> {
+        self.values.get(*self.table.slots.get(i)?)?.as_ref()
     }
 
     /// Whether `other` shares this router's index (made by [`Router::with_values`]).
@@ -292,17 +374,94 @@ impl<T> Router<T> {
         let conditions = &self.table.conditions;
         let accept = |route: usize| conditions.get(route).is_some_and(|r| r.accepts(method, headers));
         let entry = self.table.index.find(host, path, &accept)?;
-        self.values.get(entry.route)
+        self.values.get(entry.route)?.as_ref()
     }
 
     /// The number of routes.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.table.slots.len()
     }
 
     /// Whether there are no routes (every lookup then finds nothing).
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.table.slots.is_empty()
+    }
+}
+
+/// The order keys of `items` when the new ones fit between the kept ones (whose keys stay);
+/// `None` when a run of new routes has no room.
+fn orders_between_kept<U>(items: &[Item<U>]) -> Option<Vec<u64>> {
+    let mut orders = Vec::with_capacity(items.len());
+    let mut i = 0;
+    let mut below: Option<u64> = None;
+    while i < items.len() {
+        if items[i].kept_slot.is_some() {
+            let order = items[i].placed.order;
+            if below.is_some_and(|b| b >= order) {
+                return None;
+            }
+            orders.push(order);
+            below = Some(order);
+            i += 1;
+            continue;
+        }
+        // A run of new routes up to the next kept one (or the end).
+        let run = items[i..].iter().take_while(|it| it.kept_slot.is_none()).count() as u64;
+        let low = below.map_or(0, |b| b + 1);
+        let high = match items.get(i + run as usize) {
+            Some(next) => next.placed.order,
+            None => low.checked_add((run + 1) * ORDER_GAP)?,
+        };
+        let step = high.checked_sub(low)? / (run + 1);
+        if step == 0 {
+            return None;
+        }
+        for k in 1..=run {
+            let order = low + step * k;
+            orders.push(order);
+            below = Some(order);
+        }
+        i += run as usize;
+    }
+    Some(orders)
+}
+
+/// A table built afresh for `items` (already parsed): slots in order, keys renumbered.
+fn fresh<U>(items: Vec<Item<U>>) -> Router<U> {
+    let mut table = Table {
+        conditions: Vec::with_capacity(items.len()),
+        placed: Vec::with_capacity(items.len()),
+        slots: (0..items.len()).collect(),
+        index: HostIndex::default(),
+    };
+    let mut values = Vec::with_capacity(items.len());
+    for (slot, item) in items.into_iter().enumerate() {
+        let order = (slot as u64 + 1) * ORDER_GAP;
+        let mut placed = item.placed;
+        if placed.order != order {
+            match Arc::get_mut(&mut placed) {
+                Some(p) => p.order = order,
+                None => {
+                    placed = Arc::new(Placed {
+                        hosts: placed.hosts.clone(),
+                        patterns: placed.patterns.clone(),
+                        priority: placed.priority,
+                        order,
+                    });
+                }
+            }
+        }
+        placed.each(slot, |host, pattern, entry| {
+            table.index.bucket(host).insert(pattern, entry)
+        });
+        table.placed.push(Some(placed));
+        table.conditions.push(item.conditions);
+        values.push(Some(item.value));
+    }
+    table.index.finish();
+    Router {
+        table: Arc::new(table),
+        values: values.into(),
     }
 }
 

@@ -28,13 +28,13 @@ pub(crate) struct Rank {
     prefix_segments: u32,
     prefix_bytes: u32,
     host_suffix: u32,
-    earlier: Reverse<usize>,
+    earlier: Reverse<u64>,
 }
 
 impl Rank {
-    /// The rank of route number `route` reached through `host` (with a wildcard's suffix
-    /// length in bytes, else 0) and `pattern`.
-    pub(crate) fn new(route: usize, priority: i32, host: HostKind, host_suffix: usize, pattern: &Pattern) -> Self {
+    /// The rank of the route with order key `order` (smaller: earlier in the list) reached
+    /// through `host` (with a wildcard's suffix length in bytes, else 0) and `pattern`.
+    pub(crate) fn new(order: u64, priority: i32, host: HostKind, host_suffix: usize, pattern: &Pattern) -> Self {
         let (prefix_segments, prefix_bytes) = pattern.prefix_len();
         Self {
             priority,
@@ -43,7 +43,7 @@ impl Rank {
             prefix_segments,
             prefix_bytes,
             host_suffix: u32::try_from(host_suffix).unwrap_or(u32::MAX),
-            earlier: Reverse(route),
+            earlier: Reverse(order),
         }
     }
 }
@@ -53,7 +53,7 @@ mod tests {
     use super::*;
 
     fn rank(route: usize, priority: i32, host: HostKind, suffix: usize, path: &str) -> Rank {
-        Rank::new(route, priority, host, suffix, &Pattern::parse(path).expect(path))
+        Rank::new(route as u64, priority, host, suffix, &Pattern::parse(path).expect(path))
     }
 
     #[test]

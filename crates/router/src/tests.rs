@@ -545,7 +545,8 @@ fn with_values_shares_the_index() {
     let other = router.with_values(vec!["one", "two"]).unwrap();
     assert!(other.shares_index(&router));
     assert_eq!(other.find(None, &Method::GET, "/b/c", &HeaderMap::new()), Some(&"two"));
-    assert_eq!(other.values(), ["one", "two"]);
+    assert_eq!(other.values().collect::<Vec<_>>(), [&"one", &"two"]);
+    assert_eq!(other.value(1), Some(&"two"));
     assert_eq!(router.with_values(vec![0]).unwrap_err(), [0]);
 }
 
@@ -558,7 +559,7 @@ fn same_answers(a: &Router<usize>, b: &Router<usize>, requests: &[(Option<&str>,
 }
 
 #[test]
-fn an_update_answers_as_a_fresh_build() {
+fn a_derived_router_answers_as_a_fresh_build() {
     let before = vec![
         route(&["/a", "/a/{x}"]),
         route(&["/b/*"]).hosts(&["api.example.com"]),
@@ -566,25 +567,33 @@ fn an_update_answers_as_a_fresh_build() {
         route(&["/{y}/d"]),
         route(&["/*"]).priority(-1),
         route(&["/e"]).methods(&[Method::POST]),
+        route(&["/f"]),
     ];
-    let mut after = before.clone();
-    // New paths, a path moved from one route to another, a host given up (its trie goes),
-    // a priority raised, a method condition dropped.
-    after[0] = route(&["/b/x", "/a2"]);
-    after[1] = route(&["/a"]).hosts(&["other.example.com"]);
-    after[2] = route(&["/c", "/c/*"]).hosts(&["*.example.com"]).priority(5);
-    after[5] = route(&["/e"]);
     let old = router(before.clone());
-    let changes = [0, 1, 2, 5]
-        .into_iter()
-        .map(|i| Change {
-            route: i,
-            old: before[i].clone(),
-            new: after[i].clone(),
-        })
-        .collect();
-    let updated = old.update(changes, (0..6).collect()).unwrap();
-    let fresh = router(after);
+    // New paths, a path moved from one route to another, a host given up (its trie goes),
+    // a priority raised, a method condition dropped, a route gone, routes added before,
+    // between and after the others (ties go to the earlier route).
+    let after: Vec<(Source, RouteDef)> = vec![
+        (Source::New(route(&["/e"])), route(&["/e"])),
+        (Source::New(route(&["/b/x", "/a2"])), route(&["/b/x", "/a2"])),
+        (
+            Source::New(route(&["/a"]).hosts(&["other.example.com"])),
+            route(&["/a"]).hosts(&["other.example.com"]),
+        ),
+        (
+            Source::New(route(&["/c", "/c/*"]).hosts(&["*.example.com"]).priority(5)),
+            route(&["/c", "/c/*"]).hosts(&["*.example.com"]).priority(5),
+        ),
+        (Source::New(route(&["/f", "/g"])), route(&["/f", "/g"])),
+        (Source::Kept(3), before[3].clone()),
+        (Source::Kept(4), before[4].clone()),
+        (Source::New(route(&["/e"])), route(&["/e"])),
+        (Source::New(route(&["/h"])), route(&["/h"])),
+    ];
+    let derived = old
+        .derive(after.iter().enumerate().map(|(i, (s, _))| (s.clone(), i)).collect())
+        .unwrap();
+    let fresh = router(after.into_iter().map(|(_, d)| d).collect());
     let requests = [
         (None, "/a"),
         (None, "/a/1"),
@@ -597,30 +606,56 @@ fn an_update_answers_as_a_fresh_build() {
         (Some("x.example.com"), "/c/d"),
         (None, "/z/d"),
         (None, "/e"),
+        (None, "/f"),
+        (None, "/g"),
+        (None, "/h"),
         (None, "/nothing"),
     ];
-    same_answers(&updated, &fresh, &requests);
-    assert_eq!(updated.find(None, &Method::GET, "/e", &HeaderMap::new()), Some(&5));
-    // The router updated from is as it was.
+    same_answers(&derived, &fresh, &requests);
+    assert_eq!(derived.find(None, &Method::GET, "/e", &HeaderMap::new()), Some(&0));
+    assert_eq!(derived.len(), 9);
+    assert_eq!(
+        derived.values().copied().collect::<Vec<_>>(),
+        (0..9).collect::<Vec<_>>()
+    );
+    // The router derived from is as it was.
     same_answers(&old, &router(before), &requests);
+
+    // Derived again and again (slots and order keys keep working), then reordered.
+    let mut r = derived;
+    for n in 0..40 {
+        let mut routes: Vec<(Source, usize)> = (0..r.len()).map(|i| (Source::Kept(i), i)).collect();
+        routes.insert(1, (Source::New(route(&[&format!("/n{n}")])), 99));
+        r = r.derive(routes).unwrap();
+        assert_eq!(
+            r.find(None, &Method::GET, &format!("/n{n}"), &HeaderMap::new()),
+            Some(&99)
+        );
+    }
+    // Values are the routes' old positions: /n0 was pushed to 40, the second /e to 47.
+    let reversed: Vec<(Source, usize)> = (0..r.len()).rev().map(|i| (Source::Kept(i), i)).collect();
+    let r = r.derive(reversed).unwrap();
+    assert_eq!(r.find(None, &Method::GET, "/n0", &HeaderMap::new()), Some(&40));
+    assert_eq!(
+        r.find(None, &Method::GET, "/e", &HeaderMap::new()),
+        Some(&47),
+        "now the earlier one"
+    );
 }
 
 #[test]
-fn a_bad_update_is_refused_whole() {
+fn a_bad_derivation_is_refused_whole() {
     let old = router(vec![route(&["/a"]), route(&["/b"])]);
-    let changes = vec![
-        Change {
-            route: 0,
-            old: route(&["/a"]),
-            new: route(&["/a2"]),
-        },
-        Change {
-            route: 1,
-            old: route(&["/b"]),
-            new: route(&["/b{"]),
-        },
-    ];
-    let errors = old.update(changes, vec![0, 1]).unwrap_err();
+    let errors = old
+        .derive(vec![
+            (Source::New(route(&["/a2"])), 0),
+            (Source::New(route(&["/b{"])), 1),
+        ])
+        .unwrap_err();
     assert_eq!((errors[0].route, errors[0].path), (1, Some(0)), "{errors:?}");
-    assert!(old.update(Vec::new(), vec![0]).is_err(), "one value per route");
+    assert!(old.derive(vec![(Source::Kept(2), 0)]).is_err(), "no route 2");
+    assert!(
+        old.derive(vec![(Source::Kept(0), 0), (Source::Kept(0), 1)]).is_err(),
+        "kept twice"
+    );
 }

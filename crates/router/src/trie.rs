@@ -186,7 +186,7 @@ mod tests {
         let mut root = Node::default();
         for (i, p) in patterns.iter().enumerate() {
             let pattern = Pattern::parse(p).expect(p);
-            let rank = Rank::new(i, 0, HostKind::Any, 0, &pattern);
+            let rank = Rank::new(i as u64, 0, HostKind::Any, 0, &pattern);
             root.insert(&pattern, Entry { rank, route: i });
         }
         root.finish();

@@ -46,7 +46,7 @@ impl<'a> Previous<'a> {
         Some(OldRoute {
             index,
             def: routes.get(index)?,
-            entry: self.snapshot.router.values().get(index)?,
+            entry: self.snapshot.router.value(index)?,
         })
     }
 
@@ -134,19 +134,14 @@ routes:
     }
 
     fn entry<'a>(s: &'a Snapshot, id: &str) -> &'a crate::RouteEntry {
-        s.router.values().iter().find(|e| &*e.id == id).unwrap()
+        s.router.values().find(|e| &*e.id == id).unwrap()
     }
 
     /// Which routes kept their compiled chain from `old` to `new`.
     fn kept(old: &Snapshot, new: &Snapshot) -> Vec<String> {
         let mut ids = Vec::new();
         for e in new.router.values() {
-            if old
-                .router
-                .values()
-                .iter()
-                .any(|o| o.id == e.id && o.chain.same(&e.chain))
-            {
+            if old.router.values().any(|o| o.id == e.id && o.chain.same(&e.chain)) {
                 ids.push(e.id.to_string());
             }
         }
