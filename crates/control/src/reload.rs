@@ -45,13 +45,14 @@ pub struct Reloader {
     running: Arc<Running>,
     /// The `gateway` section that was started: listeners and workers need a restart to change.
     started: Gateway,
-    /// The snapshot served before the current one, held until the next reload: a worker
-    /// that moves on from it then only lets go of a reference, and the memory (10,000
-    /// routes' worth, when the route index was rebuilt) is freed here, not on a worker
-    /// between two requests.
-    retired: Mutex<Option<Arc<Snapshot>>>,
     lock: Mutex<()>,
 }
+
+/// How long a replaced snapshot is held off the request path: by then the workers have moved
+/// on from it (at their next request), so it is freed here, not by a worker between two
+/// requests. Not longer: what it holds (an active health checker of a removed upstream) should
+/// not outlive it by much.
+const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Reloader {
     pub fn new(path: PathBuf, running: Arc<Running>, started: Gateway) -> Self {
@@ -59,7 +60,6 @@ impl Reloader {
             path,
             running,
             started,
-            retired: Mutex::new(None),
             lock: Mutex::new(()),
         }
     }
@@ -120,9 +120,7 @@ impl Reloader {
         self.warn_restart_only(&loaded.config.gateway);
         let hash = snapshot.hash.clone();
         self.running.swap(snapshot);
-        // The one retired before is dropped here (workers moved on from it long ago).
-        let older = self.retired.lock().unwrap_or_else(|e| e.into_inner()).replace(serving);
-        drop(older);
+        retire(serving);
         portico_proxy::metrics::count_reload(true);
         tracing::info!(target: "portico::reload", trigger, hash = %hash, "config applied");
         Outcome::Applied
@@ -143,4 +141,15 @@ impl Reloader {
             }
         }
     }
+}
+
+/// Drops `replaced` on a thread of its own after [`RETIRE_AFTER`] (here at once if no thread
+/// can be started: the refused closure is dropped with it).
+fn retire(replaced: Arc<Snapshot>) {
+    let _ = std::thread::Builder::new()
+        .name("portico-retire".into())
+        .spawn(move || {
+            std::thread::sleep(RETIRE_AFTER);
+            drop(replaced);
+        });
 }
