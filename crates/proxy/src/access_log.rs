@@ -1,21 +1,21 @@
 //! The JSON access log, written by its own thread so a slow disk never stalls a request.
 //!
-//! Workers hand a [`Record`] (the request's few texts copied inline, ids and addresses shared)
-//! to a bounded channel; the writer thread formats it into a reused buffer and writes batches,
-//! flushing whenever the channel runs dry. When the channel is full the record is dropped and
-//! counted, never waited for. Shutdown flushes what is queued.
+//! A request keeps a [`Record`] (its few texts copied inline, ids and addresses shared) until
+//! its response is done; then its worker formats the line into a batch of its own (no channel
+//! message, nothing freed on another thread) and the writer thread writes the batches. A
+//! worker whose batch the writer has not taken (8 MiB waiting) drops lines and counts them,
+//! never waits. Shutdown flushes what is waiting.
 
 use crate::copied::Copied;
 use http::{HeaderValue, Method, Uri};
-use std::io::{BufWriter, Write};
+use std::cell::RefCell;
+use std::io::Write;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Records waiting for the writer: at 50,000 requests/s, 1.3 s of a stalled disk.
-const QUEUE: usize = 64 * 1024;
 
 /// What one request did. Only the path is kept, never the query: keys and tokens travel there.
 #[derive(Debug)]
@@ -77,8 +77,7 @@ impl Record {
     }
 }
 
-/// A record waiting for its response to finish. Boxed by the request path, and passed to the
-/// writer as that box: a pointer, not 300 bytes copied three times.
+/// A record waiting for its response to finish (boxed by the request path).
 pub struct Pending {
     pub log: Arc<AccessLog>,
     pub record: Record,
@@ -86,51 +85,120 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Queues the record; drops it (and counts the drop) rather than wait.
+    /// Writes the record's line into this thread's batch; drops it (and counts the drop)
+    /// rather than wait when the batch is full.
     pub fn send(p: Box<Pending>) {
-        let log = p.log.clone();
-        log.send(p);
+        p.log.push(&p.record);
     }
 }
 
-/// What workers and shutdown send the writer.
-enum Msg {
-    Line(Box<Pending>),
-    /// Write out everything queued before this, then answer.
-    Flush(SyncSender<()>),
+/// A thread's lines waiting for the writer past this many bytes: new ones are dropped.
+const MAX_WAITING: usize = 8 << 20;
+
+/// Every thread's batch of lines, shared with the writer thread.
+struct Batches {
+    shards: Mutex<Vec<Arc<Shard>>>,
 }
 
-/// The sending side, shared by every worker.
-#[derive(Debug)]
+/// One thread's lines, formatted, and the formatter's caches.
+#[derive(Default)]
+struct Shard {
+    state: Mutex<ShardState>,
+}
+
+#[derive(Default)]
+struct ShardState {
+    lines: Vec<u8>,
+    line: Line,
+}
+
+thread_local! {
+    /// This thread's shard, and the id of the [`AccessLog`] it belongs to.
+    static SHARD: RefCell<Option<(usize, Arc<Shard>)>> = const { RefCell::new(None) };
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The workers' side: each thread formats its records into a batch of its own, behind a lock
+/// only the writer contends for, once a batch; the writer takes the batches and writes them.
 pub struct AccessLog {
-    tx: SyncSender<Msg>,
+    /// Tells this log's shards from another's in a thread's [`SHARD`].
+    id: usize,
+    batches: Arc<Batches>,
+    writer: Thread,
+    /// Flush requests, each answered once written; closed when the log is dropped.
+    flush: SyncSender<SyncSender<()>>,
     dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AccessLog {
     /// Starts the writer for `path` (`stdout`, `stderr`, or a file appended to); `None` for `off`.
     pub fn start(path: &str) -> std::io::Result<Option<Arc<AccessLog>>> {
+        static IDS: AtomicUsize = AtomicUsize::new(1);
         let out: Box<dyn Write + Send> = match path {
             "off" => return Ok(None),
             "stdout" => Box::new(std::io::stdout()),
             "stderr" => Box::new(std::io::stderr()),
             file => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(file)?),
         };
-        let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
+        let batches = Arc::new(Batches {
+            shards: Mutex::default(),
+        });
+        let (flush, flushes) = sync_channel(16);
+        let taken = batches.clone();
+        let writer = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_loop(rx, BufWriter::with_capacity(64 * 1024, out)))?;
+            .spawn(move || write_loop(&taken, &flushes, out))?
+            .thread()
+            .clone();
         Ok(Some(Arc::new(AccessLog {
-            tx,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            batches,
+            writer,
+            flush,
             dropped: AtomicU64::new(0),
         })))
     }
 
-    fn send(&self, record: Box<Pending>) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Line(record)) {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
-                tracing::warn!(target: "portico::access_log", dropped = n + 1, "access log queue full; records dropped");
+    fn push(&self, record: &Record) {
+        let pushed = SHARD.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let shard = match &*cell {
+                Some((id, shard)) if *id == self.id => shard,
+                _ => {
+                    let shard = Arc::new(Shard::default());
+                    lock(&self.batches.shards).push(shard.clone());
+                    &cell.insert((self.id, shard)).1
+                }
+            };
+            let mut st = lock(&shard.state);
+            if st.lines.len() >= MAX_WAITING {
+                return None;
+            }
+            let first = st.lines.is_empty();
+            let st = &mut *st;
+            st.line.format_into(record, &mut st.lines);
+            Some(first)
+        });
+        match pushed {
+            // The batch's first line: the writer lets it fill for a moment, then writes it.
+            Some(true) => self.writer.unpark(),
+            Some(false) => {}
+            None => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(target: "portico::access_log", dropped = n + 1, "access log writer behind; records dropped");
+                }
             }
         }
     }
@@ -140,9 +208,9 @@ impl AccessLog {
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (ack, done) = sync_channel(1);
-        let mut msg = Msg::Flush(ack);
+        let mut msg = ack;
         loop {
-            match self.tx.try_send(msg) {
+            match self.flush.try_send(msg) {
                 Ok(()) => break,
                 Err(TrySendError::Full(m)) if Instant::now() < deadline => {
                     msg = m;
@@ -151,43 +219,62 @@ impl AccessLog {
                 Err(_) => return false,
             }
         }
+        self.writer.unpark();
         done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .is_ok()
     }
 }
 
-/// After the first record of a batch, how long the writer lets more arrive before writing.
+impl Drop for AccessLog {
+    /// Closes the flush channel and wakes the writer: it writes what is left and stops.
+    fn drop(&mut self) {
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.flush, closed));
+        self.writer.unpark();
+    }
+}
+
+/// After the first line of a batch, how long the writer lets more arrive before writing.
 ///
 /// Without it, a writer that keeps up is woken for every record (a futex wake and a context
 /// switch on the request path's core, then a `write` per line): at tens of thousands of
-/// requests/s that cost more than the request itself. With it, senders find no one waiting
-/// and pay nothing; a line reaches the file at most this much later.
+/// requests/s that cost more than the request itself. With it, a worker wakes the writer once
+/// a batch; a line reaches the file at most this much later.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
-fn write_loop(rx: Receiver<Msg>, mut out: BufWriter<Box<dyn Write + Send>>) {
-    let mut line = Line::default();
-    while let Ok(first) = rx.recv() {
-        if matches!(first, Msg::Line(_)) {
+fn write_loop(batches: &Batches, flushes: &Receiver<SyncSender<()>>, mut out: Box<dyn Write + Send>) {
+    let mut spare = Vec::new();
+    loop {
+        std::thread::park();
+        let mut acks = Vec::new();
+        let closed = loop {
+            match flushes.try_recv() {
+                Ok(ack) => acks.push(ack),
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
+            }
+        };
+        if acks.is_empty() && !closed {
             std::thread::sleep(BATCH_WINDOW);
         }
-        let mut next = Some(first);
-        let mut acks = Vec::new();
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(pending) => {
-                    if out.write_all(line.format(&pending.record)).is_err() {
-                        return;
-                    }
-                }
-                Msg::Flush(ack) => acks.push(ack),
+        let shards = lock(&batches.shards).clone();
+        for shard in shards {
+            let mut lines = std::mem::take(&mut spare);
+            std::mem::swap(&mut lock(&shard.state).lines, &mut lines);
+            if !lines.is_empty() && out.write_all(&lines).is_err() {
+                return;
             }
-            next = rx.try_recv().ok();
+            lines.clear();
+            spare = lines;
         }
         if out.flush().is_err() {
             return;
         }
         for ack in acks {
             let _ = ack.send(());
+        }
+        if closed {
+            return;
         }
     }
 }
@@ -204,8 +291,21 @@ struct Line {
 }
 
 impl Line {
+    /// Appends `r`'s line to `out`.
+    fn format_into(&mut self, r: &Record, out: &mut Vec<u8>) {
+        std::mem::swap(&mut self.buf, out);
+        self.append(r);
+        std::mem::swap(&mut self.buf, out);
+    }
+
+    #[cfg(test)]
     fn format(&mut self, r: &Record) -> &[u8] {
         self.buf.clear();
+        self.append(r);
+        &self.buf
+    }
+
+    fn append(&mut self, r: &Record) {
         self.buf.extend_from_slice(b"{\"ts\":\"");
         self.timestamp(r.ts);
         self.buf.extend_from_slice(b"\",\"request_id\":");
@@ -246,7 +346,6 @@ impl Line {
             self.int(Some(s.into()));
         }
         self.buf.extend_from_slice(b"}\n");
-        &self.buf
     }
 
     /// RFC 3339 in UTC with milliseconds, as `humantime::format_rfc3339_millis` writes it.
@@ -312,11 +411,8 @@ impl Line {
             self.buf.extend_from_slice(b"null");
             return;
         };
-        let us = if ms.is_finite() && ms > 0.0 {
-            (ms * 1000.0).round() as u64
-        } else {
-            0
-        };
+        // Rounded half up (`as` saturates: NaN and negatives are 0).
+        let us = (ms * 1000.0 + 0.5) as u64;
         self.int(Some(us / 1000));
         let frac = us % 1000;
         let digits = [
@@ -325,9 +421,9 @@ impl Line {
             b'0' + (frac / 10 % 10) as u8,
             b'0' + (frac % 10) as u8,
         ];
-        let keep = if frac % 100 == 0 {
+        let keep = if frac.is_multiple_of(100) {
             2
-        } else if frac % 10 == 0 {
+        } else if frac.is_multiple_of(10) {
             3
         } else {
             4
@@ -344,17 +440,21 @@ fn needs_no_escape(t: &[u8]) -> bool {
     // Whether any byte of `w` is below `n` (n <= 128), or equals `c`.
     let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
     let equals = |w: u64, c: u8| below(w ^ (ONES * u64::from(c)), 1);
+    let plain = |w: u64| !(below(w, 0x20) || equals(w, b'"') || equals(w, b'\\'));
     let mut words = t.chunks_exact(8);
     for chunk in &mut words {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
             return false;
         };
-        let w = u64::from_ne_bytes(bytes);
-        if below(w, 0x20) || equals(w, b'"') || equals(w, b'\\') {
+        if !plain(u64::from_ne_bytes(bytes)) {
             return false;
         }
     }
-    (words.remainder().iter()).all(|&c| c >= 0x20 && c != b'"' && c != b'\\')
+    // The last few bytes, padded with spaces.
+    let rest = words.remainder();
+    let mut last = [b' '; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    plain(u64::from_ne_bytes(last))
 }
 
 #[cfg(test)]
