@@ -4,6 +4,7 @@
 //! Streams run as tasks on the worker's own thread (a `LocalSet` executor), like HTTP/1
 //! connections, and go through the same [`crate::service::handle`].
 
+use crate::conn_watch::End;
 use crate::service::{self, Peer};
 use crate::worker::Worker;
 use hyper::server::conn::http2;
@@ -15,7 +16,6 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 /// The client connection preface (RFC 9113 3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -54,12 +54,18 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
     }
 }
 
-/// Serves one HTTP/2 connection until the client closes it or shutdown (then GOAWAY, and the
-/// streams in flight finish).
-pub async fn serve<I>(io: I, worker: Rc<Worker>, peer: Rc<Peer>, mut shutdown: watch::Receiver<bool>)
+/// How long an idle connection's GOAWAY may take to finish before the connection is dropped.
+const IDLE_GOAWAY_WAIT: Duration = Duration::from_secs(5);
+
+/// Serves one HTTP/2 connection until the client closes it, it has had no stream for 30 s
+/// (see `conn_watch`), or shutdown; the last two send GOAWAY and let the streams in flight
+/// finish.
+pub async fn serve<I>(io: I, worker: Rc<Worker>, peer: Rc<Peer>)
 where
     I: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    let w = worker.clone();
+    let activity = peer.activity.clone();
     let svc = service_fn(move |req| {
         let (worker, peer) = (worker.clone(), peer.clone());
         async move { Ok::<_, Infallible>(service::handle(&worker, req, &peer).await) }
@@ -72,9 +78,17 @@ where
     tokio::pin!(conn);
     let res = tokio::select! {
         res = conn.as_mut() => res,
-        _ = shutdown.wait_for(|s| *s) => {
+        end = w.watch.wait(activity) => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            if end == End::Shutdown {
+                conn.await
+            } else {
+                // An idle client that does not answer the GOAWAY's ping is not waited for.
+                match tokio::time::timeout(IDLE_GOAWAY_WAIT, conn).await {
+                    Ok(res) => res,
+                    Err(_) => Ok(()),
+                }
+            }
         }
     };
     if let Err(e) = res {

@@ -48,7 +48,7 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub pool: Pool,
     /// Shutdown and idle timeouts, for this worker's HTTP/1 connections.
-    watch: Watch,
+    pub(crate) watch: Watch,
     cached: RefCell<(u64, LocalSnapshot)>,
     /// The last TLS config seen per TLS listener: kept if a reload drops a listener's `tls`
     /// (changing listeners takes a restart).
@@ -206,7 +206,7 @@ async fn serve_plain(
     let _ = stream.set_nodelay(true);
     let peer = Rc::new(service::Peer::new(client_ip, "http"));
     match before_shutdown(&mut shutdown, HEAD_TIMEOUT, h2::starts_with_preface(&stream)).await {
-        Some(Ok(true)) => h2::serve(stream, worker, peer, shutdown).await,
+        Some(Ok(true)) => h2::serve(stream, worker, peer).await,
         Some(Ok(false)) => serve_http1(stream, worker, peer).await,
         Some(Err(_)) | None => {}
     }
@@ -235,7 +235,7 @@ async fn serve_tls(
     };
     let peer = Rc::new(service::Peer::new(client_ip, "https"));
     if stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
-        h2::serve(stream, worker, peer, shutdown).await;
+        h2::serve(stream, worker, peer).await;
     } else {
         serve_http1(stream, worker, peer).await;
     }
