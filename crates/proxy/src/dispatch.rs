@@ -6,12 +6,12 @@
 //! answered 502/503/504.
 
 use crate::error::ProxyError;
-use crate::forward::{self, Outgoing};
+use crate::forward::{self, Forwarded, Outgoing};
 use crate::grpc;
 use crate::h1::{self, Answer, SendError};
 use crate::pool::{ConnectError, Key, Pool};
 use crate::upgrade;
-use http::{HeaderValue, Method, Request, Response, Uri, Version, request};
+use http::{Method, Request, Response, Uri, Version, request};
 use http_body::Body as _;
 use hyper::client::conn::http2;
 use hyper::upgrade::OnUpgrade;
@@ -43,7 +43,7 @@ pub async fn call(
     pool: &Pool,
     up: &Upstream,
     cx: &Ctx,
-    client_ip: &HeaderValue,
+    fwd: Forwarded<'_>,
     mut parts: request::Parts,
     body: Body,
     info: &mut UpstreamInfo,
@@ -59,8 +59,8 @@ pub async fn call(
     // The consistent-hash key is read from the request as the client sent it.
     let hash_key: Vec<u8> = if up.hashes() {
         let consumer = cx.consumer.as_deref().map(|c| &*c.username);
-        let key = up.hash_on.key(&parts, client_ip.as_bytes(), consumer);
-        key.map_or_else(|| client_ip.as_bytes().to_vec(), |k| k.into_owned())
+        let key = up.hash_on.key(&parts, fwd.client_ip.as_bytes(), consumer);
+        key.map_or_else(|| fwd.client_ip.as_bytes().to_vec(), |k| k.into_owned())
     } else {
         Vec::new()
     };
@@ -68,7 +68,7 @@ pub async fn call(
     let retry_on_status = !upgrade && idempotent(&parts.method) && body.is_end_stream();
     let attempts = up.retries.saturating_add(1);
 
-    let mut outgoing = Outgoing::new(&parts.headers, cx, client_ip, upgrade);
+    let mut outgoing = Outgoing::new(&parts.headers, cx, &fwd, upgrade);
     let start = Instant::now();
     let mut body = Some(body);
     let mut tried = Tried::default();

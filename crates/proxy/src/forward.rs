@@ -1,6 +1,7 @@
 //! Header work at the gateway's two edges: what the upstream receives (forwarded-for, request
 //! id, Host, no hop-by-hop headers, no spoofed consumer identity) and what the client receives.
 
+use crate::otel::TRACEPARENT;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use portico_config::PassHost;
 use portico_plugins::Ctx;
@@ -78,6 +79,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// What the gateway adds to every upstream request besides the route's work: the client's
+/// address (as a header value, made once per connection) and the trace context it continues.
+pub struct Forwarded<'a> {
+    pub client_ip: &'a HeaderValue,
+    /// The request span's W3C `traceparent` when tracing is on.
+    pub traceparent: Option<[u8; 55]>,
+}
+
 /// The gateway's changes to the client's headers on their way upstream (all of them: Host,
 /// forwarded-for, request id, consumer identity, no hop-by-hop headers), described once per
 /// request. An HTTP/1.1 upstream gets them as the head is written ([`Outgoing::drops`] and
@@ -96,6 +105,7 @@ pub struct Outgoing<'a> {
     forwarded_host: Option<&'a HeaderValue>,
     request_id: &'a HeaderValue,
     consumer: [Option<&'a HeaderValue>; 2],
+    traceparent: Option<[u8; 55]>,
 }
 
 /// What a header named `name` is to the gateway on the way upstream.
@@ -104,6 +114,8 @@ enum Role {
     HopByHop(usize),
     /// Set by the gateway alone; the client's copy is dropped.
     Replaced,
+    /// `traceparent`: replaced when the gateway traces the request.
+    Trace,
     Passed,
 }
 
@@ -129,13 +141,14 @@ fn role(name: &str) -> Role {
         | "x-forwarded-proto"
         | "x-forwarded-host"
         | "x-request-id" => Role::Replaced,
+        "traceparent" => Role::Trace,
         _ => Role::Passed,
     }
 }
 
 impl<'a> Outgoing<'a> {
-    /// `client_ip` is the peer address as a header value, made once per connection.
-    pub fn new(headers: &'a HeaderMap, cx: &'a Ctx, client_ip: &'a HeaderValue, upgrade: bool) -> Self {
+    pub fn new(headers: &'a HeaderMap, cx: &'a Ctx, fwd: &Forwarded<'a>, upgrade: bool) -> Self {
+        let client_ip = fwd.client_ip;
         let named = if headers.contains_key(header::CONNECTION) {
             connection_named(headers)
         } else {
@@ -159,6 +172,7 @@ impl<'a> Outgoing<'a> {
             forwarded_host: cx.host.as_ref(),
             request_id: &cx.request_id,
             consumer,
+            traceparent: fwd.traceparent,
         }
     }
 
@@ -178,6 +192,7 @@ impl<'a> Outgoing<'a> {
         match role(name.as_str()) {
             Role::HopByHop(8) => !self.upgrade,
             Role::HopByHop(_) | Role::Replaced => true,
+            Role::Trace => self.traceparent.is_some(),
             Role::Passed => !self.named.is_empty() && self.named.contains(name),
         }
     }
@@ -207,6 +222,9 @@ impl<'a> Outgoing<'a> {
             line(X_FORWARDED_HOST.as_str(), h.as_bytes());
         }
         line(X_REQUEST_ID.as_str(), self.request_id.as_bytes());
+        if let Some(t) = &self.traceparent {
+            line(TRACEPARENT.as_str(), t);
+        }
     }
 
     /// The same changes made to a header map (for HTTP/2 upstreams).
@@ -232,6 +250,9 @@ impl<'a> Outgoing<'a> {
             headers.insert(X_FORWARDED_HOST, h.clone());
         }
         headers.insert(X_REQUEST_ID, self.request_id.clone());
+        if let Some(v) = self.traceparent.and_then(|t| HeaderValue::from_bytes(&t).ok()) {
+            headers.insert(TRACEPARENT, v);
+        }
     }
 }
 
@@ -300,6 +321,37 @@ mod tests {
             h.insert(name.clone(), HeaderValue::from_static("x"));
             assert_eq!(hop_by_hop_present(&h), 1 << i, "{name}");
         }
+    }
+
+    #[test]
+    fn the_gateway_headers_replace_the_clients_copies() {
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static("00-client"));
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.9"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        let cx = Ctx::new(HeaderValue::from_static("rid"), [10, 0, 0, 1].into(), "r".into());
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let untraced = Forwarded {
+            client_ip: &ip,
+            traceparent: None,
+        };
+        let o = Outgoing::new(&h, &cx, &untraced, false);
+        let traceparent = HeaderName::from_static("traceparent");
+        assert!(!o.drops(&traceparent), "no span: the client's context passes on");
+        assert!(o.drops(&X_FORWARDED_FOR) && o.drops(&HeaderName::from_static("x-secret")));
+        let traced = Forwarded {
+            client_ip: &ip,
+            traceparent: Some([b'7'; 55]),
+        };
+        let o = Outgoing::new(&h, &cx, &traced, false);
+        assert!(o.drops(&traceparent));
+        let mut out = Vec::new();
+        o.write(&mut out);
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.contains("x-forwarded-for: 10.0.0.9, 10.0.0.1\r\n"), "{text}");
+        assert!(text.contains(&format!("traceparent: {}\r\n", "7".repeat(55))), "{text}");
+        assert!(text.contains("x-request-id: rid\r\n"), "{text}");
     }
 
     #[test]

@@ -196,11 +196,9 @@ impl Span {
         self.context
     }
 
-    /// Puts this span's `traceparent` on the upstream request (replacing the caller's).
-    pub fn propagate(&self, headers: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_bytes(&format_traceparent(&self.context)) {
-            headers.insert(TRACEPARENT, v);
-        }
+    /// This span's `traceparent`, for the upstream request (replacing the caller's).
+    pub fn traceparent(&self) -> [u8; 55] {
+        format_traceparent(&self.context)
     }
 
     /// Fills in what routing and the upstream call learned.

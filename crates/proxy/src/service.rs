@@ -5,7 +5,7 @@ use crate::access_log::Record;
 use crate::conn_watch::{Activity, Busy};
 use crate::dispatch::{self, UpstreamInfo};
 use crate::error::ProxyError;
-use crate::forward::X_REQUEST_ID;
+use crate::forward::{Forwarded, X_REQUEST_ID};
 use crate::logged_body::{LoggedBody, Pending};
 use crate::metrics::{self, RouteMetrics, Sample};
 use crate::worker::Worker;
@@ -141,9 +141,10 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         None => match cx.upstream.as_ref().or(route.upstream.as_ref()) {
             Some(up) => {
                 route.metrics.received(body.size_hint().exact().unwrap_or(0));
-                if let Some(s) = &span {
-                    s.propagate(&mut parts.headers);
-                }
+                let fwd = Forwarded {
+                    client_ip: &peer.ip_header,
+                    traceparent: span.as_ref().map(|s| s.traceparent()),
+                };
                 // request-size-limit on a body of unknown length: count it as it streams.
                 let (body, limit) = match cx.body_limit {
                     Some(max) if !body.is_end_stream() => {
@@ -152,7 +153,7 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
                     }
                     _ => (Body::Incoming(body), None),
                 };
-                dispatch::call(&w.pool, up, &cx, &peer.ip_header, parts, body, &mut info)
+                dispatch::call(&w.pool, up, &cx, fwd, parts, body, &mut info)
                     .await
                     .unwrap_or_else(|e| match limit {
                         Some(flag) if flag.exceeded() => reply::too_large(&request_id),
