@@ -6,6 +6,9 @@
 #   PORTICO_BIN=target/debug/portico ...            # use this binary instead of building release
 #   NODES=1 CHANGES=20 WRK=0 benches/cluster.sh     # CPU per change only (no wrk: fine on a busy machine)
 #   CHANGE=path ...                                 # each change also gives /probe a new path
+#   PIN=1 ...                                       # node 1 alone on CPU 0; etcd, the other nodes,
+#                                                   # wrk and every push on CPU 1 (what one node
+#                                                   # pays for churn, not what the push tool costs)
 #   CHANGE=add ...                                  # each change also adds a route (n1, n2, ...:
 #                                                   # between the others in key order)
 #
@@ -31,6 +34,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 WRK=${WRK:-1}
 CHANGE=${CHANGE:-body}
+PIN=${PIN:-0}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/cluster-$(date +%Y%m%d-%H%M%S)}
 PREFIX=/portico-bench
 
@@ -79,6 +83,7 @@ etcd --name bench --data-dir "$BENCH_OUT/etcd" \
     --quota-backend-bytes $((4 * 1024 * 1024 * 1024)) \
     --logger zap --log-level warn >"$BENCH_OUT/etcd.log" 2>&1 &
 PIDS+=($!)
+ETCD_PID=$!
 for _ in $(seq 100); do
     curl -sf "$ETCD/health" | grep -q '"health":"true"' && break
     sleep 0.1
@@ -145,6 +150,12 @@ for port in "${NODE_PORTS[@]}"; do
     wait_body "$port" v0 60000 || die "node on $port did not serve v0 (see $BENCH_OUT/node*.log)"
 done
 log "$NODES nodes serve $ROUTES routes"
+if [[ $PIN == 1 ]]; then
+    taskset -apc 0 "${NODE_PIDS[0]}" >/dev/null
+    for p in "$ETCD_PID" "${NODE_PIDS[@]:1}"; do taskset -apc 1 "$p" >/dev/null; done
+    taskset -pc 1 $$ >/dev/null # this script, so wrk and every push
+    log "pinned: node 1 on CPU 0; etcd, the other nodes, wrk and push on CPU 1"
+fi
 
 # --- propagation -------------------------------------------------------------------------
 times=()
@@ -174,7 +185,9 @@ if [[ $WRK != 0 ]]; then
     URL=http://127.0.0.1:${NODE_PORTS[0]}/hot
     rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
     wrk -t1 -c"$CONNECTIONS" -d2s "$URL" >/dev/null # warm-up
+    cpu0=$(cpu_ms "${NODE_PIDS[0]}")
     wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-steady.txt"
+    cpu1=$(cpu_ms "${NODE_PIDS[0]}")
     (
         c=$CHANGES
         while true; do
@@ -186,12 +199,20 @@ if [[ $WRK != 0 ]]; then
     ) &
     CHURN=$!
     PIDS+=("$CHURN")
+    cpu2=$(cpu_ms "${NODE_PIDS[0]}")
     wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-churn.txt"
+    cpu3=$(cpu_ms "${NODE_PIDS[0]}")
     kill "$CHURN" 2>/dev/null || true
+    # Node 1's CPU per request in each phase: what churn costs the node itself, whatever
+    # else (the push command, etcd, wrk) the shared machine ran meanwhile.
+    reqs() { awk '/requests in/ {print $1}' "$1"; }
+    us_steady=$(awk -v c=$((cpu1 - cpu0)) -v n="$(reqs "$BENCH_OUT/wrk-steady.txt")" 'BEGIN { printf "%.2f", c * 1000 / n }')
+    us_churn=$(awk -v c=$((cpu3 - cpu2)) -v n="$(reqs "$BENCH_OUT/wrk-churn.txt")" 'BEGIN { printf "%.2f", c * 1000 / n }')
     steady=$(rps "$BENCH_OUT/wrk-steady.txt")
     churn=$(rps "$BENCH_OUT/wrk-churn.txt")
 fi
 applied=$(grep -c 'config applied' "$BENCH_OUT/node1.log" || true)
+us_steady=${us_steady:--} us_churn=${us_churn:--}
 
 {
     echo "| routes | nodes | push → every node, median | max | req/s steady | req/s, one change/s | ratio |"
@@ -199,6 +220,7 @@ applied=$(grep -c 'config applied' "$BENCH_OUT/node1.log" || true)
     printf '| %s | %s | %s ms | %s ms | %s | %s | %s |\n' "$ROUTES" "$NODES" "$median" "$max" "$steady" "$churn" \
         "$(awk -v a="$churn" -v b="$steady" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
     echo
+    echo "node 1 CPU per request: ${us_steady} µs steady, ${us_churn} µs with one change a second (capacity ratio $(awk -v a="$us_steady" -v b="$us_churn" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'))"
     echo "CPU per one-route change: node 1 ${node_cpu} ms (apply + answering the polls), \`portico push\` ${push_cpu} ms"
     echo "node 1 applied $applied configs; raw output in $BENCH_OUT"
 } | tee "$BENCH_OUT/summary.md"
