@@ -11,7 +11,6 @@
 //!
 //! And `grpc.health.v1.Health/Check`: SERVING, or NOT_SERVING after `set_serving(false)`.
 
-use crate::support::free_port;
 use crate::support::upstream_tls::Leaf;
 use http::uri::PathAndQuery;
 use std::convert::Infallible;
@@ -21,7 +20,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
@@ -180,7 +178,7 @@ impl GrpcUpstream {
 
     /// With `Some(leaf)`: TLS with that certificate, ALPN `h2`.
     pub async fn start_with(tls: Option<&Leaf>) -> GrpcUpstream {
-        let listener = TcpListener::bind(("127.0.0.1", free_port())).await.unwrap();
+        let listener = crate::support::ports::bound_listener();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Counters::default());
         let svc = EchoService(state.clone());

@@ -4,19 +4,34 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Mutex;
 
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
 /// A port that was free a moment ago: bound on 127.0.0.1:0 and released.
 ///
 /// Never the same port twice in one test process: tests run in parallel, and the kernel may
 /// hand a just-released port to the next `bind(0)`. Two gateways given one port would both
 /// bind it (they use SO_REUSEPORT) and split each other's connections.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    unclaimed().local_addr().expect("local_addr").port()
+}
+
+/// A listener on a loopback port the kernel picked, for a server the test starts itself:
+/// bound at once (no window in which another process can take the port), and its port
+/// recorded so that [`free_port`] never hands it to a gateway.
+pub fn bound_listener() -> tokio::net::TcpListener {
+    let l = unclaimed();
+    l.set_nonblocking(true).expect("nonblocking");
+    tokio::net::TcpListener::from_std(l).expect("tokio listener")
+}
+
+/// Bound on 127.0.0.1:0, on a port this process never handed out before.
+fn unclaimed() -> TcpListener {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().expect("local_addr").port();
         let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
         if handed.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
+            return l;
         }
     }
 }

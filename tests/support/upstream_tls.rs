@@ -165,9 +165,7 @@ impl TlsUpstream {
 
     async fn start_with(leaf: &Leaf, client_ca: Option<&Ca>, fixed: Option<String>) -> TlsUpstream {
         let acceptor = TlsAcceptor::from(Arc::new(leaf.server_config(client_ca, &[b"http/1.1"])));
-        let listener = TcpListener::bind(("127.0.0.1", crate::support::free_port()))
-            .await
-            .unwrap();
+        let listener = crate::support::ports::bound_listener();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(TlsState::default());
         let st = state.clone();
