@@ -46,16 +46,20 @@ fn main() -> ExitCode {
             println!("portico {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => match portico_control::load_and_compile(&config) {
-            Ok(_) => {
-                println!("ok");
-                ExitCode::SUCCESS
+        // The same checks as a reload, without making metric series for a config that
+        // will not serve here.
+        Command::Validate { config } => {
+            match portico_config::load_unvalidated(&config).and_then(|loaded| portico_proxy::check(&loaded.config)) {
+                Ok(_) => {
+                    println!("ok");
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    print_errors(&errors);
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                print_errors(&errors);
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Push { config, dry_run } => match portico_store::push(&config, dry_run, &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

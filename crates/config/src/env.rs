@@ -8,23 +8,44 @@ use serde_yaml::Value;
 
 /// Replaces every `${...}` in the strings of `value`; an unset variable without a default is an error.
 pub fn substitute(value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut ConfigErrors) {
+    walk(value, &At::Root(path), env, errors);
+}
+
+/// Where a value sits, written out only for an error: formatting the location of every
+/// node of a 10,000-route config cost more than parsing it.
+enum At<'a> {
+    Root(&'a str),
+    Index(&'a At<'a>, usize),
+    Key(&'a At<'a>, &'a str),
+}
+
+impl At<'_> {
+    fn render(&self) -> String {
+        match self {
+            At::Root(p) => (*p).to_owned(),
+            At::Index(parent, i) => format!("{}[{i}]", parent.render()),
+            At::Key(parent, k) => join(&parent.render(), k),
+        }
+    }
+}
+
+fn walk(value: &mut Value, at: &At<'_>, env: &dyn Fn(&str) -> Option<String>, errors: &mut ConfigErrors) {
     match value {
         Value::String(s) if s.contains("${") => match expand(s, env) {
             Ok(out) => *s = out,
-            Err(msg) => errors.push(path, msg),
+            Err(msg) => errors.push(at.render(), msg),
         },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute(item, &format!("{path}[{i}]"), env, errors);
+                walk(item, &At::Index(at, i), env, errors);
             }
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
-                let key = k.as_str().unwrap_or("?");
-                substitute(v, &join(path, key), env, errors);
+                walk(v, &At::Key(at, k.as_str().unwrap_or("?")), env, errors);
             }
         }
-        Value::Tagged(t) => substitute(&mut t.value, path, env, errors),
+        Value::Tagged(t) => walk(&mut t.value, at, env, errors),
         _ => {}
     }
 }
