@@ -7,14 +7,13 @@
 //! never waits. Shutdown flushes what is waiting.
 
 use crate::copied::Copied;
+use crate::flush::{self, Flusher, Requests};
 use http::{HeaderValue, Method, Uri};
 use std::cell::RefCell;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one request did. Only the path is kept, never the query: keys and tokens travel there.
@@ -127,9 +126,8 @@ pub struct AccessLog {
     /// Tells this log's shards from another's in a thread's [`SHARD`].
     id: usize,
     batches: Arc<Batches>,
-    writer: Thread,
-    /// Flush requests, each answered once written; closed when the log is dropped.
-    flush: SyncSender<SyncSender<()>>,
+    /// The writer thread, and flush requests to it (closed when the log is dropped).
+    writer: Flusher,
     dropped: AtomicU64,
 }
 
@@ -154,18 +152,17 @@ impl AccessLog {
         let batches = Arc::new(Batches {
             shards: Mutex::default(),
         });
-        let (flush, flushes) = sync_channel(16);
+        let (flush, requests) = flush::channel();
         let taken = batches.clone();
         let writer = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_loop(&taken, &flushes, out))?
+            .spawn(move || write_loop(&taken, &requests, out))?
             .thread()
             .clone();
         Ok(Some(Arc::new(AccessLog {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             batches,
-            writer,
-            flush,
+            writer: Flusher::new(flush, writer),
             dropped: AtomicU64::new(0),
         })))
     }
@@ -192,7 +189,7 @@ impl AccessLog {
         });
         match pushed {
             // The batch's first line: the writer lets it fill for a moment, then writes it.
-            Some(true) => self.writer.unpark(),
+            Some(true) => self.writer.thread().unpark(),
             Some(false) => {}
             None => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -206,31 +203,7 @@ impl AccessLog {
     /// Writes out every record queued so far, waiting at most `timeout`; false if that was not
     /// enough. For shutdown, once no request is left to add records.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let (ack, done) = sync_channel(1);
-        let mut msg = ack;
-        loop {
-            match self.flush.try_send(msg) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    msg = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => return false,
-            }
-        }
-        self.writer.unpark();
-        done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
-    }
-}
-
-impl Drop for AccessLog {
-    /// Closes the flush channel and wakes the writer: it writes what is left and stops.
-    fn drop(&mut self) {
-        let (closed, _) = sync_channel(0);
-        drop(std::mem::replace(&mut self.flush, closed));
-        self.writer.unpark();
+        self.writer.flush(timeout)
     }
 }
 
@@ -242,19 +215,12 @@ impl Drop for AccessLog {
 /// a batch; a line reaches the file at most this much later.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
-fn write_loop(batches: &Batches, flushes: &Receiver<SyncSender<()>>, mut out: Box<dyn Write + Send>) {
+fn write_loop(batches: &Batches, requests: &Requests, mut out: Box<dyn Write + Send>) {
     let mut spare = Vec::new();
     loop {
         std::thread::park();
-        let mut acks = Vec::new();
-        let closed = loop {
-            match flushes.try_recv() {
-                Ok(ack) => acks.push(ack),
-                Err(TryRecvError::Empty) => break false,
-                Err(TryRecvError::Disconnected) => break true,
-            }
-        };
-        if acks.is_empty() && !closed {
+        let taken = requests.take();
+        if !taken.urgent() {
             std::thread::sleep(BATCH_WINDOW);
         }
         let shards = lock(&batches.shards).clone();
@@ -270,9 +236,8 @@ fn write_loop(batches: &Batches, flushes: &Receiver<SyncSender<()>>, mut out: Bo
         if out.flush().is_err() {
             return;
         }
-        for ack in acks {
-            let _ = ack.send(());
-        }
+        let closed = taken.closed;
+        taken.answer();
         if closed {
             return;
         }

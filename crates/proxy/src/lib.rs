@@ -9,6 +9,7 @@ mod conn_watch;
 mod copied;
 mod dispatch;
 mod error;
+mod flush;
 mod forward;
 mod framing;
 mod grpc;

@@ -12,8 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use portico_config::Tracing;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::mpsc::{TrySendError, sync_channel};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
@@ -56,15 +55,6 @@ pub struct SpanData {
 /// Indexes into [`SpanData::texts`].
 pub const HOST: usize = 0;
 pub const PATH: usize = 1;
-
-impl Drop for Tracer {
-    /// Closes the flush channel and wakes the exporter: it sends what is left and stops.
-    fn drop(&mut self) {
-        let (closed, _) = sync_channel(0);
-        drop(std::mem::replace(&mut self.exporter.flush, closed));
-        self.exporter.thread.unpark();
-    }
-}
 
 impl std::fmt::Debug for Tracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,23 +151,7 @@ impl Tracer {
     /// Exports every span queued so far, waiting at most `timeout`; false if that was not enough.
     /// For shutdown, once no request is left to add spans.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let (ack, done) = sync_channel(1);
-        let mut msg = ack;
-        loop {
-            match self.exporter.flush.try_send(msg) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    msg = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => return false,
-            }
-        }
-        self.exporter.thread.unpark();
-        let flushed = done
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok();
+        let flushed = self.exporter.flusher.flush(timeout);
         let f = crate::metrics::families();
         tracing::info!(
             target: "portico::tracing",

@@ -6,6 +6,7 @@
 //! (`portico_tracing_spans_dropped_total`). A failed export drops its batch (counted too)
 //! rather than holding memory for a collector that is down.
 
+use crate::flush::{self, Flusher, Requests};
 use crate::metrics::families;
 use crate::otel_batch::Batches;
 use crate::otel_proto::{Batch, Envelope};
@@ -16,8 +17,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use portico_config::Tracing;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 struct Exporter {
@@ -32,9 +31,8 @@ struct Exporter {
 /// The request path's handle on the exporter.
 pub struct Handle {
     pub batches: Arc<Batches>,
-    /// Flush requests, each answered once done; closed when the tracer is dropped.
-    pub flush: SyncSender<SyncSender<()>>,
-    pub thread: Thread,
+    /// The exporter thread, and flush requests to it (closed when the tracer is dropped).
+    pub flusher: Flusher,
 }
 
 /// Starts the exporter thread.
@@ -47,7 +45,7 @@ pub fn spawn(config: &Tracing) -> std::io::Result<Handle> {
         config.batch.queue,
         envelope.room(),
     ));
-    let (flush, flushes) = sync_channel(16);
+    let (flush, requests) = flush::channel();
     let exporter = Exporter {
         authority: endpoint.authority,
         path: endpoint.path,
@@ -60,33 +58,28 @@ pub fn spawn(config: &Tracing) -> std::io::Result<Handle> {
     let taken = batches.clone();
     let thread = std::thread::Builder::new()
         .name("span-export".into())
-        .spawn(move || exporter.run(&rt, &taken, &flushes))?
+        .spawn(move || exporter.run(&rt, &taken, &requests))?
         .thread()
         .clone();
     batches.wake(thread.clone());
-    Ok(Handle { batches, flush, thread })
+    Ok(Handle {
+        batches,
+        flusher: Flusher::new(flush, thread),
+    })
 }
 
 impl Exporter {
     /// Sleeps until a batch is sealed or takes its first span, a flush is asked for, or the
     /// oldest open batch has waited `delay`.
-    fn run(mut self, rt: &tokio::runtime::Runtime, batches: &Batches, flushes: &Receiver<SyncSender<()>>) {
+    fn run(mut self, rt: &tokio::runtime::Runtime, batches: &Batches, requests: &Requests) {
         loop {
-            let mut acks = Vec::new();
-            let closed = loop {
-                match flushes.try_recv() {
-                    Ok(ack) => acks.push(ack),
-                    Err(TryRecvError::Empty) => break false,
-                    Err(TryRecvError::Disconnected) => break true,
-                }
-            };
-            let (due, next) = batches.take(self.delay, closed || !acks.is_empty());
+            let taken = requests.take();
+            let (due, next) = batches.take(self.delay, taken.urgent());
             for batch in due {
                 self.export(rt, batch);
             }
-            for ack in acks {
-                let _ = ack.send(());
-            }
+            let closed = taken.closed;
+            taken.answer();
             if closed {
                 return;
             }
