@@ -8,12 +8,13 @@
 
 use crate::copied::Copied;
 use crate::flush::{self, Flusher, Requests};
+use crate::shards::{Local, Shards, lock};
 use http::{HeaderValue, Method, Uri};
 use std::cell::RefCell;
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What one request did. Only the path is kept, never the query: keys and tokens travel there.
@@ -96,15 +97,10 @@ const MAX_WAITING: usize = 8 << 20;
 
 /// Every thread's batch of lines, shared with the writer thread.
 struct Batches {
-    shards: Mutex<Vec<Arc<Shard>>>,
+    shards: Shards<ShardState>,
 }
 
 /// One thread's lines, formatted, and the formatter's caches.
-#[derive(Default)]
-struct Shard {
-    state: Mutex<ShardState>,
-}
-
 #[derive(Default)]
 struct ShardState {
     lines: Vec<u8>,
@@ -112,19 +108,12 @@ struct ShardState {
 }
 
 thread_local! {
-    /// This thread's shard, and the id of the [`AccessLog`] it belongs to.
-    static SHARD: RefCell<Option<(usize, Arc<Shard>)>> = const { RefCell::new(None) };
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    static SHARD: Local<ShardState> = const { RefCell::new(None) };
 }
 
 /// The workers' side: each thread formats its records into a batch of its own, behind a lock
 /// only the writer contends for, once a batch; the writer takes the batches and writes them.
 pub struct AccessLog {
-    /// Tells this log's shards from another's in a thread's [`SHARD`].
-    id: usize,
     batches: Arc<Batches>,
     /// The writer thread, and flush requests to it (closed when the log is dropped).
     writer: Flusher,
@@ -133,16 +122,13 @@ pub struct AccessLog {
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("AccessLog").finish_non_exhaustive()
     }
 }
 
 impl AccessLog {
     /// Starts the writer for `path` (`stdout`, `stderr`, or a file appended to); `None` for `off`.
     pub fn start(path: &str) -> std::io::Result<Option<Arc<AccessLog>>> {
-        static IDS: AtomicUsize = AtomicUsize::new(1);
         let out: Box<dyn Write + Send> = match path {
             "off" => return Ok(None),
             "stdout" => Box::new(std::io::stdout()),
@@ -150,7 +136,7 @@ impl AccessLog {
             file => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(file)?),
         };
         let batches = Arc::new(Batches {
-            shards: Mutex::default(),
+            shards: Shards::default(),
         });
         let (flush, requests) = flush::channel();
         let taken = batches.clone();
@@ -160,7 +146,6 @@ impl AccessLog {
             .thread()
             .clone();
         Ok(Some(Arc::new(AccessLog {
-            id: IDS.fetch_add(1, Ordering::Relaxed),
             batches,
             writer: Flusher::new(flush, writer),
             dropped: AtomicU64::new(0),
@@ -168,22 +153,11 @@ impl AccessLog {
     }
 
     fn push(&self, record: &Record) {
-        let pushed = SHARD.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let shard = match &*cell {
-                Some((id, shard)) if *id == self.id => shard,
-                _ => {
-                    let shard = Arc::new(Shard::default());
-                    lock(&self.batches.shards).push(shard.clone());
-                    &cell.insert((self.id, shard)).1
-                }
-            };
-            let mut st = lock(&shard.state);
+        let pushed = self.batches.shards.with(&SHARD, ShardState::default, |st| {
             if st.lines.len() >= MAX_WAITING {
                 return None;
             }
             let first = st.lines.is_empty();
-            let st = &mut *st;
             st.line.format_into(record, &mut st.lines);
             Some(first)
         });
@@ -223,10 +197,9 @@ fn write_loop(batches: &Batches, requests: &Requests, mut out: Box<dyn Write + S
         if !taken.urgent() {
             std::thread::sleep(BATCH_WINDOW);
         }
-        let shards = lock(&batches.shards).clone();
-        for shard in shards {
+        for shard in batches.shards.all() {
             let mut lines = std::mem::take(&mut spare);
-            std::mem::swap(&mut lock(&shard.state).lines, &mut lines);
+            std::mem::swap(&mut lock(&shard).lines, &mut lines);
             if !lines.is_empty() && out.write_all(&lines).is_err() {
                 return;
             }

@@ -27,6 +27,7 @@ mod path;
 mod pool;
 mod server;
 mod service;
+mod shards;
 mod snapshot;
 mod timed_io;
 mod tls;

@@ -12,17 +12,15 @@
 
 use crate::otel::SpanData;
 use crate::otel_proto::{Batch, SpanWriter};
+use crate::shards::{Local, Shards, lock};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// Every thread's batches, for one tracer.
 pub struct Batches {
-    /// Tells this tracer's shards from another's in a thread's [`SHARD`].
-    id: usize,
-    shards: Mutex<Vec<Arc<Shard>>>,
+    shards: Shards<ShardState>,
     max_spans: usize,
     queue: usize,
     /// What each batch leaves in front for the export request's head.
@@ -32,10 +30,6 @@ pub struct Batches {
 }
 
 /// One thread's batches.
-struct Shard {
-    state: Mutex<ShardState>,
-}
-
 #[derive(Default)]
 struct ShardState {
     open: SpanWriter,
@@ -48,20 +42,13 @@ struct ShardState {
 }
 
 thread_local! {
-    /// This thread's shard, and the id of the [`Batches`] it belongs to.
-    static SHARD: RefCell<Option<(usize, Arc<Shard>)>> = const { RefCell::new(None) };
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    static SHARD: Local<ShardState> = const { RefCell::new(None) };
 }
 
 impl Batches {
     pub fn new(max_spans: usize, queue: usize, room: usize) -> Self {
-        static IDS: AtomicUsize = AtomicUsize::new(1);
         Batches {
-            id: IDS.fetch_add(1, Ordering::Relaxed),
-            shards: Mutex::default(),
+            shards: Shards::default(),
             max_spans: max_spans.max(1),
             queue: queue.max(1),
             room,
@@ -78,22 +65,11 @@ impl Batches {
     /// already has `queue` spans waiting.
     pub fn push(&self, span: &SpanData) -> bool {
         // Some(whether to wake the exporter), or None for a dropped span.
-        let sealed = SHARD.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let shard = match &*cell {
-                Some((id, shard)) if *id == self.id => shard,
-                _ => {
-                    let shard = Arc::new(Shard {
-                        state: Mutex::new(ShardState {
-                            open: SpanWriter::with_room(self.room),
-                            ..ShardState::default()
-                        }),
-                    });
-                    lock(&self.shards).push(shard.clone());
-                    &cell.insert((self.id, shard)).1
-                }
-            };
-            let mut st = lock(&shard.state);
+        let make = || ShardState {
+            open: SpanWriter::with_room(self.room),
+            ..ShardState::default()
+        };
+        let sealed = self.shards.with(&SHARD, make, |st| {
             if st.waiting >= self.queue {
                 return None;
             }
@@ -125,11 +101,10 @@ impl Batches {
     /// waited `delay` (every open one when `all`); and when the next open one is due.
     pub fn take(&self, delay: Duration, all: bool) -> (Vec<Batch>, Option<Instant>) {
         let now = Instant::now();
-        let shards = lock(&self.shards).clone();
         let mut out = Vec::new();
         let mut next = None;
-        for shard in shards {
-            let mut st = lock(&shard.state);
+        for shard in self.shards.all() {
+            let mut st = lock(&shard);
             let st = &mut *st;
             out.append(&mut st.sealed);
             if let Some(since) = st.since.filter(|_| st.open.len() > 0) {
@@ -152,6 +127,7 @@ mod tests {
     use super::*;
     use crate::copied::Copied;
     use http::Method;
+    use std::sync::Arc;
 
     fn span() -> SpanData {
         SpanData {
