@@ -1,5 +1,6 @@
 //! WebSocket upgrades pass through a route: the 101 comes back and bytes flow both ways; the
-//! handshake goes through the route's auth and rate limits; a close on one side closes the other.
+//! handshake goes through the route's auth and rate limits; a close on one side closes the other;
+//! a tunnel silent for the upstream's read timeout is closed, a talking one lives on.
 
 #![allow(clippy::unwrap_used)]
 
@@ -205,4 +206,47 @@ routes: [{ id: ws, paths: ["/ws/*"], upstream: { nodes: [{ address: "{{ws}}" }] 
         conn.closed_within(support::DEADLINE).await,
         "the client's side stays open"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_ends_after_the_read_timeout_a_busy_one_lives_on() {
+    let mut ws = ws_server().await;
+    // As nginx's proxy_read_timeout: a tunnel silent both ways for `timeout.read` is closed.
+    let gw = Gateway::with(
+        r#"
+routes:
+  - id: ws
+    paths: ["/ws/*"]
+    upstream: { nodes: [{ address: "{{ws}}" }], timeout: { read: 1s } }
+"#,
+    )
+    .var("ws", &ws.addr.to_string())
+    .start()
+    .await;
+
+    let mut tunnels = Vec::new();
+    for _ in 0..2 {
+        let mut conn = RawConn::connect(gw.addr()).await;
+        conn.send(&handshake("")).await;
+        let resp = conn.read_response().await.expect("an answer");
+        assert_eq!(resp.status, 101);
+        tunnels.push(conn);
+    }
+    let (mut idle, mut busy) = (tunnels.remove(0), tunnels.remove(0));
+
+    // The busy tunnel talks every 250 ms for three times the read timeout: never cut.
+    for i in 0..12u8 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        busy.send(&[b'a' + i]).await;
+        assert_eq!(busy.read_exact(1).await, [b'a' + i], "the busy tunnel was cut");
+    }
+    // The idle one was closed on both sides.
+    assert!(
+        idle.closed_within(support::DEADLINE).await,
+        "the idle tunnel stays open"
+    );
+    tokio::time::timeout(support::DEADLINE, ws.peer_closed.recv())
+        .await
+        .expect("the upstream to see the idle tunnel close")
+        .unwrap();
 }
