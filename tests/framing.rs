@@ -480,3 +480,42 @@ async fn valid_but_unusual_heads_are_served() {
     let obs = &up.received()[0];
     assert_eq!(obs.headers("x-name").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_requests_pipelined_head_answers_and_dates() {
+    let up = Upstream::start("a").await;
+    let gw = Gateway::proxying_to(&up).await;
+    let path_of = |r: &RawResponse| -> String {
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Twenty requests in one write are answered in order, each with a Date.
+    let mut conn = RawConn::connect(gw.addr()).await;
+    let burst: String = (0..20)
+        .map(|i| format!("GET /p{i} HTTP/1.1\r\nHost: h.test\r\nX-N: {i}\r\n\r\n"))
+        .collect();
+    conn.send(burst.as_bytes()).await;
+    for i in 0..20 {
+        let resp = conn.read_response().await.expect("an answer");
+        assert_eq!(path_of(&resp), format!("/p{i}"));
+        assert!(resp.header("date").is_some(), "{:?}", resp.headers);
+    }
+
+    // HEAD gets the head only (its Content-Length says what a GET would get); the next
+    // request on the connection reads cleanly after it.
+    conn.send(b"HEAD /h HTTP/1.1\r\nHost: h.test\r\n\r\nGET /after HTTP/1.1\r\nHost: h.test\r\n\r\n")
+        .await;
+    let head = conn.read_head_answer().await.expect("an answer to HEAD");
+    assert_eq!(head.status, 200, "{:?}", head.headers);
+    assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/after");
+
+    // A bodiless request after one with a body, on the same connection.
+    conn.send(b"POST /with-body HTTP/1.1\r\nHost: h.test\r\nContent-Length: 2\r\n\r\nhiGET /then HTTP/1.1\r\nHost: h.test\r\n\r\n")
+        .await;
+    assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/with-body");
+    assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/then");
+}

@@ -250,6 +250,16 @@ impl RawConn {
 
     /// Reads one response; `None` when the connection closed before a whole head arrived.
     pub async fn read_response(&mut self) -> Option<RawResponse> {
+        self.read_answer(true).await
+    }
+
+    /// Reads the head of the answer to a HEAD request (which has no body, whatever its
+    /// `Content-Length` says).
+    pub async fn read_head_answer(&mut self) -> Option<RawResponse> {
+        self.read_answer(false).await
+    }
+
+    async fn read_answer(&mut self, with_body: bool) -> Option<RawResponse> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut parsed = httparse::Response::new(&mut headers);
@@ -272,7 +282,9 @@ impl RawConn {
                         headers,
                         body: Vec::new(),
                     };
-                    resp.body = self.read_body(&resp).await;
+                    if with_body {
+                        resp.body = self.read_body(&resp).await;
+                    }
                     return Some(resp);
                 }
                 Ok(httparse::Status::Partial) => {

@@ -50,6 +50,11 @@ impl Default for Activity {
 }
 
 impl Activity {
+    /// Whether a request is in progress.
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
     fn idle_for(&self, now: u32) -> Option<u32> {
         (self.in_flight.load(Ordering::Relaxed) == 0)
             .then(|| now.saturating_sub(self.idle_since.load(Ordering::Relaxed)))

@@ -68,7 +68,7 @@ where
     let activity = peer.activity.clone();
     let svc = service_fn(move |req| {
         let (worker, peer) = (worker.clone(), peer.clone());
-        async move { Ok::<_, Infallible>(service::handle(&worker, req, &peer).await) }
+        async move { Ok::<_, Infallible>(service::handle(&worker, req.map(service::Inbound::Hyper), &peer).await) }
     });
     let conn = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())

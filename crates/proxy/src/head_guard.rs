@@ -28,7 +28,7 @@ const _: () = assert!(MARK_DUP_CL.len() == "content-length".len());
 
 const INITIAL: usize = 8 * 1024;
 /// Longest request head accepted (nginx's default is 4 × 8k).
-const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,16 +74,19 @@ pub struct HeadGuard<T> {
 }
 
 impl<T> HeadGuard<T> {
-    pub fn new(io: T) -> Self {
+    /// Guards `io`, whose first bytes, already read from it, are `read`.
+    pub fn new(io: T, read: &[u8]) -> Self {
+        let mut buf = vec![0; INITIAL.max(read.len().next_power_of_two())];
+        buf[..read.len()].copy_from_slice(read);
         Self {
             io,
             state: State::Head,
             off_after_body: false,
-            buf: vec![0; INITIAL],
+            buf,
             reply: None,
             start: 0,
             processed: 0,
-            end: 0,
+            end: read.len(),
         }
     }
 
@@ -149,13 +152,13 @@ impl<T> HeadGuard<T> {
 }
 
 #[derive(Clone, Copy)]
-enum StatusLine {
+pub(crate) enum StatusLine {
     BadRequest,
     TooLarge,
 }
 
 /// The spec's JSON error as raw bytes, for a request hyper will never see.
-fn error_response(status: StatusLine, message: &str) -> Vec<u8> {
+pub(crate) fn error_response(status: StatusLine, message: &str) -> Vec<u8> {
     let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
     let body = serde_json::json!({ "message": message, "request_id": id }).to_string();
@@ -417,11 +420,14 @@ mod tests {
     }
 
     async fn through_guard(input: &[u8], step: usize) -> String {
-        let mut g = HeadGuard::new(Trickle {
-            data: input.to_vec(),
-            pos: 0,
-            step,
-        });
+        let mut g = HeadGuard::new(
+            Trickle {
+                data: input.to_vec(),
+                pos: 0,
+                step,
+            },
+            &[],
+        );
         let mut out = Vec::new();
         g.read_to_end(&mut out).await.expect("read");
         String::from_utf8(out).expect("utf8")

@@ -8,6 +8,7 @@ mod access_log;
 mod conn_watch;
 mod copied;
 mod dispatch;
+mod downstream;
 mod error;
 mod flush;
 mod forward;

@@ -35,6 +35,19 @@ impl LoggedBody {
         }
     }
 
+    /// A body with nothing to record, for tests of what carries it.
+    #[cfg(test)]
+    pub fn bare(inner: Body) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            pending: None,
+            sample: None,
+            slots: Vec::new(),
+            busy: None,
+        }
+    }
+
     /// Keeps `slots` until the body ends.
     pub fn hold(&mut self, slots: Vec<Arc<Slot>>) {
         self.slots = slots;

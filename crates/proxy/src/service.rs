@@ -42,8 +42,25 @@ impl Peer {
     }
 }
 
+/// A request body as the listener received it.
+pub enum Inbound {
+    /// The head said there is none (the gateway's own HTTP/1 reader only takes such requests).
+    Empty,
+    /// Read by hyper (HTTP/2, or HTTP/1 with a body).
+    Hyper(Incoming),
+}
+
+impl Inbound {
+    fn exact_len(&self) -> u64 {
+        match self {
+            Inbound::Empty => 0,
+            Inbound::Hyper(b) => b.size_hint().exact().unwrap_or(0),
+        }
+    }
+}
+
 /// One request, from its head to the response the client receives.
-pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response<LoggedBody> {
+pub async fn handle(w: &Worker, req: Request<Inbound>, peer: &Peer) -> Response<LoggedBody> {
     // The connection is busy until the response body is done (or dropped with this future).
     let busy = Busy::new(&peer.activity);
     let client_ip = peer.ip;
@@ -140,18 +157,19 @@ pub async fn handle(w: &Worker, req: Request<Incoming>, peer: &Peer) -> Response
         // traffic-split may have chosen another upstream than the route's.
         None => match cx.upstream.as_ref().or(route.upstream.as_ref()) {
             Some(up) => {
-                route.metrics.received(body.size_hint().exact().unwrap_or(0));
+                route.metrics.received(body.exact_len());
                 let fwd = Forwarded {
                     client_ip: &peer.ip_header,
                     traceparent: span.as_ref().map(|s| s.traceparent()),
                 };
                 // request-size-limit on a body of unknown length: count it as it streams.
-                let (body, limit) = match cx.body_limit {
-                    Some(max) if !body.is_end_stream() => {
+                let (body, limit) = match (body, cx.body_limit) {
+                    (Inbound::Empty, _) => (Body::Empty, None),
+                    (Inbound::Hyper(body), Some(max)) if !body.is_end_stream() => {
                         let (b, flag) = Body::limited(body, max);
                         (b, Some(flag))
                     }
-                    _ => (Body::Incoming(body), None),
+                    (Inbound::Hyper(body), _) => (Body::Incoming(body), None),
                 };
                 dispatch::call(&w.pool, up, &cx, fwd, parts, body, &mut info)
                     .await

@@ -9,7 +9,7 @@ use crate::head_guard::HeadGuard;
 use crate::pool::Pool;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
-use crate::{h2, service, tls};
+use crate::{downstream, h2, service, tls};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -207,7 +207,7 @@ async fn serve_plain(
     let peer = Rc::new(service::Peer::new(client_ip, "http"));
     match before_shutdown(&mut shutdown, HEAD_TIMEOUT, h2::starts_with_preface(&stream)).await {
         Some(Ok(true)) => h2::serve(stream, worker, peer).await,
-        Some(Ok(false)) => serve_http1(stream, worker, peer).await,
+        Some(Ok(false)) => downstream::serve(stream, worker, peer).await,
         Some(Err(_)) | None => {}
     }
 }
@@ -237,11 +237,13 @@ async fn serve_tls(
     if stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
         h2::serve(stream, worker, peer).await;
     } else {
-        serve_http1(stream, worker, peer).await;
+        downstream::serve(stream, worker, peer).await;
     }
 }
 
-async fn serve_http1<I>(io: I, worker: Rc<Worker>, peer: Rc<service::Peer>)
+/// HTTP/1.1 by hyper, behind the smuggling guard, from the head at the start of `read` on
+/// (what the gateway's own reader handed over, see `downstream`).
+pub(crate) async fn serve_http1<I>(io: I, read: &[u8], worker: Rc<Worker>, peer: Rc<service::Peer>)
 where
     // Send: hyper hands an upgraded (WebSocket) connection over as a `Send` object.
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -251,12 +253,12 @@ where
     let activity = peer.activity.clone();
     let svc = service_fn(move |req| {
         let (worker, peer) = (worker.clone(), peer.clone());
-        async move { Ok::<_, Infallible>(service::handle(&worker, req, &peer).await) }
+        async move { Ok::<_, Infallible>(service::handle(&worker, req.map(service::Inbound::Hyper), &peer).await) }
     });
     let conn = http1::Builder::new()
         .keep_alive(true)
         .writev(false)
-        .serve_connection(TokioIo::new(HeadGuard::new(io)), svc)
+        .serve_connection(TokioIo::new(HeadGuard::new(io, read)), svc)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

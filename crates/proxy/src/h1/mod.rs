@@ -11,7 +11,7 @@
 //! is still being sent (the body is sent first, as nginx does with a buffered body).
 
 mod body;
-mod encode;
+pub(crate) mod encode;
 mod head;
 mod idle;
 
