@@ -24,7 +24,7 @@ use http::Method;
 use request::Parsed;
 use std::cell::Cell;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -95,7 +95,9 @@ where
             }
         };
         let head_only = req.method() == Method::HEAD;
-        let handled = service::handle(worker, req, peer);
+        // Built in place and polled where it stands: the request's future is large, and
+        // every move of it would be a copy.
+        let handled = pin!(service::handle(worker, req, peer));
         let Some(resp) = while_connected(&mut io, &mut buf, handled).await else {
             tracing::debug!(target: "portico::worker", "client went away during its request");
             return None;
@@ -121,19 +123,18 @@ where
 /// Runs `handled` while reading ahead into the spare room of `buf`: `None` if the client
 /// closed its connection (or it failed) first. Only the room already there is read into,
 /// so the head still held by the request never makes the buffer reallocate.
-async fn while_connected<I, F>(io: &mut I, buf: &mut BytesMut, handled: F) -> Option<F::Output>
+async fn while_connected<I, F>(io: &mut I, buf: &mut BytesMut, mut handled: Pin<&mut F>) -> Option<F::Output>
 where
     I: AsyncRead + Unpin,
     F: Future,
 {
-    let mut handled = pin!(handled);
     let mut open = true;
     poll_fn(|cx| {
         if let Poll::Ready(r) = handled.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
         }
         while open && buf.capacity() > buf.len() {
-            match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *io), cx, buf) {
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(_)) => {}
                 Poll::Pending => break,

@@ -17,6 +17,8 @@ use std::ops::Range;
 
 const MAX_HEADERS: usize = 100;
 
+// Returned once per request and matched at once: boxing the request would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// The head is not complete yet.
     Partial,
