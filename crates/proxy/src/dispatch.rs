@@ -44,7 +44,7 @@ pub async fn call(
     up: &Upstream,
     cx: &Ctx,
     fwd: Forwarded<'_>,
-    mut parts: request::Parts,
+    parts: &mut request::Parts,
     body: Body,
     info: &mut UpstreamInfo,
 ) -> Result<Response<Body>, ProxyError> {
@@ -59,7 +59,7 @@ pub async fn call(
     // The consistent-hash key is read from the request as the client sent it.
     let hash_key: Vec<u8> = if up.hashes() {
         let consumer = cx.consumer.as_deref().map(|c| &*c.username);
-        let key = up.hash_on.key(&parts, fwd.client_ip.as_bytes(), consumer);
+        let key = up.hash_on.key(parts, fwd.client_ip.as_bytes(), consumer);
         key.map_or_else(|| fwd.client_ip.as_bytes().to_vec(), |k| k.into_owned())
     } else {
         Vec::new()
@@ -113,7 +113,7 @@ pub async fn call(
             let req_body = body.take().unwrap_or_default();
             let sent = match link {
                 Link::H1(conn) => (conn.send(&parts.method, &uri, &parts.headers, Some(&outgoing), req_body)).await,
-                Link::H2(sender) => send_h2(sender, &parts, &outgoing, &uri, req_body, node, up.read_timeout).await,
+                Link::H2(sender) => send_h2(sender, parts, &outgoing, &uri, req_body, node, up.read_timeout).await,
             };
             match sent {
                 Ok(answer) => break Some(answer),

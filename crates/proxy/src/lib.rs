@@ -17,6 +17,7 @@ mod grpc;
 mod h1;
 mod h2;
 mod head_guard;
+mod header_maps;
 mod logged_body;
 pub mod metrics;
 mod metrics_route;

@@ -171,12 +171,12 @@ pub async fn handle(w: &Worker, req: Request<Inbound>, peer: &Peer) -> Response<
                     }
                     (Inbound::Hyper(body), _) => (Body::Incoming(body), None),
                 };
-                dispatch::call(&w.pool, up, &cx, fwd, parts, body, &mut info)
-                    .await
-                    .unwrap_or_else(|e| match limit {
-                        Some(flag) if flag.exceeded() => reply::too_large(&request_id),
-                        _ => e.into_response(&request_id),
-                    })
+                let answer = dispatch::call(&w.pool, up, &cx, fwd, &mut parts, body, &mut info).await;
+                crate::header_maps::give(std::mem::take(&mut parts.headers));
+                answer.unwrap_or_else(|e| match limit {
+                    Some(flag) if flag.exceeded() => reply::too_large(&request_id),
+                    _ => e.into_response(&request_id),
+                })
             }
             None => ProxyError::NoUpstream.into_response(&request_id),
         },

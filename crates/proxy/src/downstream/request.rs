@@ -10,7 +10,7 @@
 use crate::service::Inbound;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 use smallvec::SmallVec;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -90,7 +90,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path)) else {
         return Parsed::Invalid("malformed request: invalid request target");
     };
-    let mut map = HeaderMap::with_capacity(fields.len());
+    let mut map = crate::header_maps::take(fields.len());
     for (name, value) in fields {
         match value_of(&head, value) {
             Some(v) => {

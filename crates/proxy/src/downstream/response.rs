@@ -69,6 +69,7 @@ pub async fn write<I: AsyncWrite + Unpin>(
     if !date {
         http_date(out);
     }
+    crate::header_maps::give(parts.headers);
     let bodyless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = if bodyless {
         Framing::None

@@ -5,7 +5,7 @@
 
 use crate::forward;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, response};
+use http::{HeaderName, HeaderValue, StatusCode, Version, response};
 use smallvec::SmallVec;
 use std::mem::MaybeUninit;
 
@@ -94,7 +94,7 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'s
     // `Connection` names, in the rare head where it names something.
     let relay_all = code == 101;
     // Room for what the gateway adds (X-Request-Id, rate-limit headers) without a regrowth.
-    let mut map = HeaderMap::with_capacity(count + 4);
+    let mut map = crate::header_maps::take(count + 4);
     for &(na, nl, va, vl) in &spans {
         let name = HeaderName::from_bytes(&head[na as usize..(na + nl) as usize])
             .map_err(|_| "invalid response header name")?;
