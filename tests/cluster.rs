@@ -261,11 +261,8 @@ async fn a_push_guarded_by_a_stale_revision_writes_nothing() {
         )
         .await;
 
-    let desired = [(
-        portico_store::Key::new(portico_store::Kind::Route, "c"),
-        serde_json::json!({"id": "c", "paths": ["/c"], "plugins": {"mock": {}}}),
-    )]
-    .into();
+    let doc = serde_json::json!({"id": "c", "paths": ["/c"], "plugins": {"mock": {}}});
+    let desired = [(portico_store::Key::new(portico_store::Kind::Route, "c"), &doc)].into();
     let changes = diff(&desired, &stored);
     let resp = client
         .txn(transaction("/portico-test", read_at, &changes))

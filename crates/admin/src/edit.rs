@@ -83,26 +83,22 @@ pub fn put(current: &Config, kind: Kind, id: &str, mut body: Value) -> Result<Pr
         return Err(EditError::Invalid(errors));
     }
 
-    let yaml = match serde_yaml::to_value(&body) {
-        Ok(v) => v,
-        Err(e) => return Err(invalid(&at, format!("cannot read the body: {e}"))),
-    };
     let mut config = current.clone();
     match kind {
         Kind::Routes => place(
             &mut config.routes,
             position,
-            parse::item::<Arc<Route>>(yaml, &at, &mut errors),
+            parse::item::<Arc<Route>>(&body, &at, &mut errors),
         ),
         Kind::Upstreams => place(
             &mut config.upstreams,
             position,
-            parse::item::<Arc<Upstream>>(yaml, &at, &mut errors),
+            parse::item::<Arc<Upstream>>(&body, &at, &mut errors),
         ),
         Kind::Consumers => place(
             &mut config.consumers,
             position,
-            parse::item::<Arc<Consumer>>(yaml, &at, &mut errors),
+            parse::item::<Arc<Consumer>>(&body, &at, &mut errors),
         ),
     }
     if !errors.is_empty() {

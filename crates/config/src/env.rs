@@ -4,7 +4,7 @@
 //! can never change the structure of the document (no YAML injection through the environment).
 
 use crate::error::{ConfigErrors, join};
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// Replaces every `${...}` in the strings of `value`; an unset variable without a default is an error.
 pub fn substitute(value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut ConfigErrors) {
@@ -35,17 +35,16 @@ fn walk(value: &mut Value, at: &At<'_>, env: &dyn Fn(&str) -> Option<String>, er
             Ok(out) => *s = out,
             Err(msg) => errors.push(at.render(), msg),
         },
-        Value::Sequence(items) => {
+        Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 walk(item, &At::Index(at, i), env, errors);
             }
         }
-        Value::Mapping(map) => {
+        Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                walk(v, &At::Key(at, k.as_str().unwrap_or("?")), env, errors);
+                walk(v, &At::Key(at, k), env, errors);
             }
         }
-        Value::Tagged(t) => walk(&mut t.value, at, env, errors),
         _ => {}
     }
 }
@@ -109,7 +108,7 @@ mod tests {
 
     #[test]
     fn substitution_reports_the_location() {
-        let mut v: Value = serde_yaml::from_str("a: { b: [x, '${NOPE}'] }").expect("yaml");
+        let mut v = crate::tree::from_yaml("a: { b: [x, '${NOPE}'] }").expect("yaml");
         let mut errors = ConfigErrors::default();
         substitute(&mut v, "", &env, &mut errors);
         assert_eq!(errors.0.len(), 1);

@@ -9,6 +9,7 @@ pub mod error;
 pub mod model;
 pub mod otel;
 pub mod parse;
+pub mod tree;
 pub mod units;
 pub mod validate;
 

@@ -8,23 +8,23 @@ use crate::error::{ConfigErrors, join};
 use crate::model::{Config, Gateway, PluginMap, Upstream, UpstreamRef};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use serde_yaml::Value;
+use serde_json::Value;
 
 const SECTIONS: [&str; 5] = ["gateway", "upstreams", "consumers", "routes", "global_plugins"];
 
 /// Parses a whole file. Structural errors only: cross-references are checked by [`crate::validate`].
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    match yaml(text, env, &mut errors) {
-        Some(root) => from_value(root, errors),
+    match tree(text, env, &mut errors) {
+        Some(root) => from_tree(&root, errors),
         None => Err(errors),
     }
 }
 
-/// A file's YAML with `${VAR}` substituted from `env`; `None` when it is not YAML. Errors go
-/// to `errors`.
-pub fn yaml(text: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut ConfigErrors) -> Option<Value> {
-    let mut root: Value = match serde_yaml::from_str(text) {
+/// A file's YAML as a JSON tree ([`crate::tree`]) with `${VAR}` substituted from `env`;
+/// `None` when it is not YAML JSON can hold. Errors go to `errors`.
+pub fn tree(text: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut ConfigErrors) -> Option<Value> {
+    let (mut root, vars) = match crate::tree::from_yaml_noting_vars(text) {
         Ok(v) => v,
         Err(e) => {
             errors.push("", format!("invalid YAML: {e}"));
@@ -32,15 +32,18 @@ pub fn yaml(text: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut Confi
         }
     };
     if root.is_null() {
-        root = Value::Mapping(Default::default());
+        root = Value::Object(Default::default());
     }
-    substitute(&mut root, "", env, errors);
+    if vars {
+        substitute(&mut root, "", env, errors);
+    }
     Some(root)
 }
 
-/// The config a file's YAML (from [`yaml`]) describes, adding to the `errors` found so far.
-pub fn from_value(root: Value, mut errors: ConfigErrors) -> Result<Config, ConfigErrors> {
-    let Value::Mapping(map) = root else {
+/// The config a file's tree (from [`tree`]) describes, adding to the `errors` found so far.
+/// Sections are read in the order of [`SECTIONS`], then any unknown one.
+pub fn from_tree(root: &Value, mut errors: ConfigErrors) -> Result<Config, ConfigErrors> {
+    let Value::Object(map) = root else {
         errors.push(
             "",
             "the config must be a mapping with gateway, upstreams, consumers, routes, global_plugins",
@@ -49,40 +52,40 @@ pub fn from_value(root: Value, mut errors: ConfigErrors) -> Result<Config, Confi
     };
 
     let mut config = Config::default();
-    for (key, value) in map {
-        let Some(key) = key.as_str().map(str::to_owned) else {
-            errors.push("", format!("keys must be strings, found {key:?}"));
-            continue;
-        };
-        match key.as_str() {
-            "gateway" => {
-                if let Some(g) = item::<Gateway>(value, "gateway", &mut errors) {
-                    config.gateway = g;
-                }
-            }
-            "upstreams" => config.upstreams = list(value, "upstreams", &mut errors),
-            "consumers" => config.consumers = list(value, "consumers", &mut errors),
-            "routes" => config.routes = list(value, "routes", &mut errors),
-            "global_plugins" => {
-                if let Some(p) = item::<PluginMap>(value, "global_plugins", &mut errors) {
-                    config.global_plugins = p;
-                }
-            }
-            other => errors.push(
-                other,
-                format!("unknown section; expected one of {}", SECTIONS.join(", ")),
-            ),
-        }
+    if let Some(value) = map.get("gateway")
+        && let Some(g) = item::<Gateway>(value, "gateway", &mut errors)
+    {
+        config.gateway = g;
+    }
+    if let Some(value) = map.get("upstreams") {
+        config.upstreams = list(value, "upstreams", &mut errors);
+    }
+    if let Some(value) = map.get("consumers") {
+        config.consumers = list(value, "consumers", &mut errors);
+    }
+    if let Some(value) = map.get("routes") {
+        config.routes = list(value, "routes", &mut errors);
+    }
+    if let Some(value) = map.get("global_plugins")
+        && let Some(p) = item::<PluginMap>(value, "global_plugins", &mut errors)
+    {
+        config.global_plugins = p;
+    }
+    for key in map.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+        errors.push(
+            key.as_str(),
+            format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+        );
     }
     errors.into_result(config)
 }
 
 /// Deserializes one value, reporting an error at `location` + the path inside the value.
-pub fn item<T: DeserializeOwned>(value: Value, location: &str, errors: &mut ConfigErrors) -> Option<T> {
+pub fn item<T: DeserializeOwned>(value: &Value, location: &str, errors: &mut ConfigErrors) -> Option<T> {
     if value.is_null() {
         // `routes:` with nothing under it reads as an empty section, not an error.
-        return serde_yaml::from_value(Value::Mapping(Default::default()))
-            .or_else(|_| serde_yaml::from_value(Value::Sequence(Vec::new())))
+        return serde_json::from_value(Value::Object(Default::default()))
+            .or_else(|_| serde_json::from_value(Value::Array(Vec::new())))
             .ok();
     }
     match serde_path_to_error::deserialize::<_, T>(value) {
@@ -101,14 +104,20 @@ pub fn item<T: DeserializeOwned>(value: Value, location: &str, errors: &mut Conf
     }
 }
 
-fn list<T: DeserializeOwned>(value: Value, location: &str, errors: &mut ConfigErrors) -> Vec<T> {
+fn list<T: DeserializeOwned>(value: &Value, location: &str, errors: &mut ConfigErrors) -> Vec<T> {
     match value {
         Value::Null => Vec::new(),
-        Value::Sequence(items) => items
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| item(v, &format!("{location}[{i}]"), errors))
-            .collect(),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                match T::deserialize(v) {
+                    Ok(t) => out.push(t),
+                    // The location is written out only for an item in error.
+                    Err(_) => out.extend(item(v, &format!("{location}[{i}]"), errors)),
+                }
+            }
+            out
+        }
         _ => {
             errors.push(location, "expected a list");
             Vec::new()
@@ -162,15 +171,15 @@ bogus: 1
         assert_eq!(
             got,
             vec![
+                "upstreams[0].timeout.connect",
                 "routes[0].pathz",
                 "routes[1].upstream.nodes[0].wieght",
-                "upstreams[0].timeout.connect",
                 "bogus"
             ],
             "{errs}"
         );
-        assert!(errs.0[0].message.contains("pathz"), "{errs}");
-        assert!(errs.0[2].message.contains("invalid duration"), "{errs}");
+        assert!(errs.0[1].message.contains("pathz"), "{errs}");
+        assert!(errs.0[0].message.contains("invalid duration"), "{errs}");
     }
 
     #[test]

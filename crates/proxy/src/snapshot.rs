@@ -278,6 +278,8 @@ fn build(config: &Config, hash: &str, previous: Option<&Snapshot>, serve: Serve)
             let routes = sources.into_iter().zip(entries).collect();
             router_or_errors(p.snapshot.router.derive(routes), &mut errors)
         }
+        // A config only checked needs the errors an index would find, not the index.
+        None if serve == Serve::No => check_routes(config, &mut errors),
         _ => build_router(config, entries, &mut errors),
     };
     match router {
@@ -305,6 +307,25 @@ fn build_router(config: &Config, entries: Vec<RouteEntry>, errors: &mut ConfigEr
         table.push((route_def(i, r, errors), entry));
     }
     router_or_errors(Router::new(table), errors)
+}
+
+/// What [`build_router`] finds wrong with the routes, and an empty router.
+fn check_routes(config: &Config, errors: &mut ConfigErrors) -> Option<Router<RouteEntry>> {
+    let defs: Vec<RouteDef> = config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| route_def(i, r, errors))
+        .collect();
+    let found = portico_router::check(&defs);
+    router_or_errors(
+        if found.is_empty() {
+            Ok(Router::default())
+        } else {
+            Err(found)
+        },
+        errors,
+    )
 }
 
 /// The match conditions of route number `i`.
@@ -352,5 +373,38 @@ fn router_or_errors(
             }
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check, validate_and_compile};
+    use portico_config::Config;
+
+    #[test]
+    fn a_check_finds_what_a_compile_finds() {
+        let config: Config = portico_config::parse::parse(
+            r#"
+gateway: { listeners: [{ address: "127.0.0.1:1" }] }
+routes:
+  - { id: a, paths: [/a, "b", "/c/{x}{y}"], plugins: { mock: {} } }
+  - { id: b, paths: [], hosts: ["*.*"], plugins: { mock: {} } }
+  - { id: c, paths: [/c], headers: { x-a: "bad\u0001" }, plugins: { mock: { status: 999 } } }
+  - { id: d, paths: [/d], upstream: nope }
+"#,
+            &|_| None,
+        )
+        .unwrap();
+        let compiled = validate_and_compile(&config, "").unwrap_err();
+        let checked = check(&config).unwrap_err();
+        assert_eq!(checked, compiled);
+        assert!(compiled.0.len() >= 5, "{compiled}");
+
+        let good: Config = portico_config::parse::parse(
+            "gateway: { listeners: [{ address: \"127.0.0.1:1\" }] }\nroutes: [{ id: a, paths: [/a, \"/b/{x}\"], plugins: { mock: {} } }]\n",
+            &|_| None,
+        )
+        .unwrap();
+        check(&good).unwrap();
     }
 }

@@ -198,6 +198,18 @@ struct Item<U> {
 
 // === impl Router ===
 
+/// Every error [`Router::new`] would report for `routes`, without building the index: for a
+/// config that is only checked, never served.
+pub fn check<'a>(routes: impl IntoIterator<Item = &'a RouteDef>) -> Vec<RouteError> {
+    let mut errors = Vec::new();
+    for (i, def) in routes.into_iter().enumerate() {
+        if let Err(found) = Placed::of(i, def) {
+            errors.extend(found);
+        }
+    }
+    errors
+}
+
 impl<T> Router<T> {
     /// Compiles `routes`; their order breaks the last ties (earlier wins).
     ///

@@ -56,57 +56,60 @@ fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
 
 /// The documents a declarative file describes: every route, upstream and consumer, and the
 /// global plugins (when there are any), as JSON with `${VAR}` already substituted.
-pub fn from_file(path: &Path) -> Result<BTreeMap<Key, Value>, ConfigErrors> {
+pub fn from_file(path: &Path) -> Result<BTreeMap<Key, String>, ConfigErrors> {
     let at = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| one(&at, format!("cannot read: {e}")))?;
+    let yaml = std::fs::read_to_string(path).map_err(|e| one(&at, format!("cannot read: {e}")))?;
     let mut errors = ConfigErrors::default();
-    let root = portico_config::parse::yaml(&text, &|name| std::env::var(name).ok(), &mut errors);
+    let root = portico_config::parse::tree(&yaml, &|name| std::env::var(name).ok(), &mut errors);
     match root {
-        Some(root) if errors.is_empty() => from_yaml(&root),
+        Some(root) if errors.is_empty() => Ok(from_tree(&root).into_iter().map(|(k, v)| (k, text(v))).collect()),
         _ => Err(errors),
     }
 }
 
-/// The documents of a file's YAML, already substituted ([`portico_config::parse::yaml`]).
-pub fn from_yaml(root: &serde_yaml::Value) -> Result<BTreeMap<Key, Value>, ConfigErrors> {
-    let mut errors = ConfigErrors::default();
+/// The documents of a file's tree ([`portico_config::parse::tree`], already substituted). What
+/// is not a list of resources is left to the config's own checks.
+pub fn from_tree(root: &Value) -> BTreeMap<Key, &Value> {
     let mut docs = BTreeMap::new();
-    let serde_yaml::Value::Mapping(map) = root else {
-        return Ok(docs);
+    let Value::Object(map) = root else {
+        return docs;
     };
     for kind in [Kind::Upstream, Kind::Consumer, Kind::Route] {
-        let Some(serde_yaml::Value::Sequence(items)) = map.get(kind.section()) else {
+        let Some(Value::Array(items)) = map.get(kind.section()) else {
             continue;
         };
-        for (i, item) in items.iter().enumerate() {
-            let at = format!("{}[{i}]", kind.section());
-            match to_json(item) {
-                Ok(value) => {
-                    let id = kind
-                        .id_field()
-                        .and_then(|f| value.get(f))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    docs.insert(Key::new(kind, id), value);
-                }
-                Err(e) => errors.push(at, e),
-            }
+        for item in items {
+            let id = kind
+                .id_field()
+                .and_then(|f| item.get(f))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            docs.insert(Key::new(kind, id), item);
         }
     }
-    match map.get("global_plugins").map(to_json) {
-        Some(Ok(Value::Object(m))) if m.is_empty() => {}
-        Some(Ok(Value::Null)) | None => {}
-        Some(Ok(value)) => {
+    match map.get("global_plugins") {
+        Some(Value::Object(m)) if m.is_empty() => {}
+        Some(Value::Null) | None => {}
+        Some(value) => {
             docs.insert(Key::global_plugins(), value);
         }
-        Some(Err(e)) => errors.push("global_plugins", e),
     }
-    errors.into_result(docs)
+    docs
 }
 
-fn to_json(v: &serde_yaml::Value) -> Result<Value, String> {
-    serde_json::to_value(v).map_err(|e| format!("cannot be stored as JSON: {e}"))
+/// A document as push writes it: compact JSON, keys sorted (what a node's state keeps, so an
+/// unchanged document compares equal byte for byte), appended to `out`. (Into a buffer:
+/// `Value`'s `Display` makes a formatter call per token, several times slower.)
+pub fn write_text(value: &Value, out: &mut Vec<u8>) {
+    // A JSON tree, whose keys are strings, always serializes.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// [`write_text`] as a string.
+pub fn text(value: &Value) -> String {
+    let mut out = Vec::new();
+    write_text(value, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn one(at: &str, message: String) -> ConfigErrors {
@@ -159,9 +162,13 @@ global_plugins: {}
         let docs = from_file(&path).unwrap();
         let keys: Vec<String> = docs.keys().map(ToString::to_string).collect();
         assert_eq!(keys, ["upstream u", "consumer alice", "route r"]);
-        assert_eq!(docs[&Key::new(Kind::Upstream, "u")]["timeout"]["connect"], "1s");
-        for (key, value) in &docs {
-            decode(key, value.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            docs[&Key::new(Kind::Upstream, "u")],
+            r#"{"id":"u","nodes":[{"address":"h:1"}],"timeout":{"connect":"1s"}}"#
+        );
+        for (key, text) in &docs {
+            let (value, _) = decode(key, text.as_bytes()).unwrap();
+            assert_eq!(value.to_string(), *text, "the text a node keeps is the text pushed");
         }
     }
 }
