@@ -519,3 +519,30 @@ async fn bodiless_requests_pipelined_head_answers_and_dates() {
     assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/with-body");
     assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/then");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_heads_are_served_and_too_long_ones_get_431() {
+    let up = Upstream::start("a").await;
+    let gw = Gateway::proxying_to(&up).await;
+
+    // 20 KB of header: more than one read buffer, under the 64 KB limit.
+    let mut conn = RawConn::connect(gw.addr()).await;
+    let long = "v".repeat(20 * 1024);
+    conn.send(format!("GET /long HTTP/1.1\r\nHost: h.test\r\nX-Long: {long}\r\n\r\n").as_bytes())
+        .await;
+    let resp = conn.read_response().await.expect("an answer");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = up.received();
+    assert_eq!(seen[0].header("x-long").as_deref(), Some(long.as_str()));
+
+    // 70 KB and no end of head in sight: 431 and the connection closed, without waiting
+    // for more.
+    let mut conn = RawConn::connect(gw.addr()).await;
+    let huge = "v".repeat(70 * 1024);
+    conn.send(format!("GET /huge HTTP/1.1\r\nHost: h.test\r\nX-Huge: {huge}").as_bytes())
+        .await;
+    let resp = conn.read_response().await.expect("an answer");
+    resp.assert_error(431);
+    assert!(conn.closed_within(Duration::from_secs(5)).await, "left open");
+    assert_eq!(up.requests(), 1);
+}

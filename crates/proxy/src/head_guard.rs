@@ -203,11 +203,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
                 this.buf.copy_within(this.start..this.end, 0);
                 (this.end, this.processed, this.start) = (this.end - this.start, this.processed - this.start, 0);
             }
+            // Here a head is incomplete (or nothing is buffered): it may not grow past the limit,
+            // however much of it came handed over at the start.
+            if this.end >= MAX_HEAD {
+                this.reject(StatusLine::TooLarge, "request head too large");
+                continue;
+            }
             if this.end == this.buf.len() {
-                if this.buf.len() >= MAX_HEAD {
-                    this.reject(StatusLine::TooLarge, "request head too large");
-                    continue;
-                }
                 this.buf.resize(this.buf.len() * 2, 0);
             }
             let mut rb = ReadBuf::new(&mut this.buf[this.end..]);
