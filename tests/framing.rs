@@ -482,7 +482,7 @@ async fn valid_but_unusual_heads_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodiless_requests_pipelined_head_answers_and_dates() {
+async fn pipelined_requests_head_answers_small_bodies_and_dates() {
     let up = Upstream::start("a").await;
     let gw = Gateway::proxying_to(&up).await;
     let path_of = |r: &RawResponse| -> String {
@@ -513,11 +513,29 @@ async fn bodiless_requests_pipelined_head_answers_and_dates() {
     assert_eq!(head.status, 200, "{:?}", head.headers);
     assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/after");
 
-    // A bodiless request after one with a body, on the same connection.
-    conn.send(b"POST /with-body HTTP/1.1\r\nHost: h.test\r\nContent-Length: 2\r\n\r\nhiGET /then HTTP/1.1\r\nHost: h.test\r\n\r\n")
+    // A small body that comes with its head, a body that comes later, and a bodiless request
+    // after them, on the same connection.
+    conn.send(b"POST /with-body HTTP/1.1\r\nHost: h.test\r\nContent-Length: 2\r\n\r\nhi")
         .await;
-    assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/with-body");
+    let resp = conn.read_response().await.expect("an answer");
+    assert_eq!(path_of(&resp), "/with-body");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["body_len"],
+        2
+    );
+    conn.send(b"PUT /later HTTP/1.1\r\nHost: h.test\r\nContent-Length: 5\r\n\r\nab")
+        .await;
+    conn.send(b"cde").await;
+    let resp = conn.read_response().await.expect("an answer");
+    assert_eq!(path_of(&resp), "/later");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["body_len"],
+        5
+    );
+    conn.send(b"GET /then HTTP/1.1\r\nHost: h.test\r\n\r\n").await;
     assert_eq!(path_of(&conn.read_response().await.expect("an answer")), "/then");
+    let bodies: Vec<u64> = up.received().iter().rev().take(3).map(|e| e.body_len()).collect();
+    assert_eq!(bodies, [0, 5, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,8 +44,10 @@ impl Peer {
 
 /// A request body as the listener received it.
 pub enum Inbound {
-    /// The head said there is none (the gateway's own HTTP/1 reader only takes such requests).
+    /// The head said there is none.
     Empty,
+    /// A small body read whole with its head (by the gateway's own HTTP/1 reader).
+    Full(bytes::Bytes),
     /// Read by hyper (HTTP/2, or HTTP/1 with a body).
     Hyper(Incoming),
 }
@@ -54,6 +56,7 @@ impl Inbound {
     fn exact_len(&self) -> u64 {
         match self {
             Inbound::Empty => 0,
+            Inbound::Full(b) => b.len() as u64,
             Inbound::Hyper(b) => b.size_hint().exact().unwrap_or(0),
         }
     }
@@ -165,6 +168,7 @@ pub async fn handle(w: &Worker, req: Request<Inbound>, peer: &Peer) -> Response<
                 // request-size-limit on a body of unknown length: count it as it streams.
                 let (body, limit) = match (body, cx.body_limit) {
                     (Inbound::Empty, _) => (Body::Empty, None),
+                    (Inbound::Full(b), _) => (Body::Full(Some(b)), None),
                     (Inbound::Hyper(body), Some(max)) if !body.is_end_stream() => {
                         let (b, flag) = Body::limited(body, max);
                         (b, Some(flag))

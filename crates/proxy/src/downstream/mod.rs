@@ -1,9 +1,10 @@
 //! The gateway's own HTTP/1.1 reader and writer for downstream connections.
 //!
-//! Most API traffic is requests without a body. For those, one loop per connection reads the
-//! head with one httparse pass (no second pass by the smuggling guard), calls the request path,
-//! and writes the response from its header map: no hyper dispatcher, no channel, no per-request
-//! read-buffer reallocation. The first request it does not take (a body, an upgrade,
+//! Most API traffic is requests without a body or with a small one. For those, one loop per
+//! connection reads the head with one httparse pass (no second pass by the smuggling guard),
+//! takes a small `Content-Length` body that came with it, calls the request path, and writes the response
+//! from its header map: no hyper dispatcher, no channel, no per-request read-buffer
+//! reallocation. The first request it does not take (a larger, partial or chunked body, an upgrade,
 //! HTTP/1.0, a malformed head: see [`request`]) hands the connection, with the bytes already
 //! read, to hyper behind the smuggling guard for the rest of its life, so every such shape is
 //! answered exactly as before.

@@ -1,11 +1,13 @@
 //! Reading one request head for the gateway's own HTTP/1.1 reader: one httparse pass that
 //! builds the request and decides whether this reader may take it at all.
 //!
-//! It takes only the plain, common shape: HTTP/1.1, no body (neither `Content-Length` nor
-//! `Transfer-Encoding`), no `Upgrade`, no `Expect`, not `CONNECT`. Anything else, and any head
-//! httparse refuses, is handed to hyper behind the smuggling guard (see `head_guard`), which
-//! already answers every one of those shapes as the spec says. Header values are slices of
-//! the one head buffer, as in hyper: no copy per header.
+//! It takes only the plain, common shape: HTTP/1.1, no body or one `Content-Length` of at most
+//! [`MAX_BODY`] bytes that came whole with its head (as clients send small bodies),
+//! no `Transfer-Encoding`, no `Upgrade`, no `Expect`, not `CONNECT`. Anything else, and any
+//! head httparse refuses, is handed to hyper behind the smuggling guard (see `head_guard`),
+//! which already answers every one of those shapes as the spec says (a repeated or invalid
+//! `Content-Length` included). Header values are slices of the one head buffer, as in hyper:
+//! no copy per header.
 
 use crate::service::Inbound;
 use bytes::{Bytes, BytesMut};
@@ -16,6 +18,8 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 const MAX_HEADERS: usize = 100;
+/// The largest body read here; a longer one streams through hyper.
+pub const MAX_BODY: u64 = 16 * 1024;
 
 // Returned once per request and matched at once: boxing the request would cost an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -61,14 +65,19 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     };
     let path = span(req.path.unwrap_or("/").as_bytes());
     let mut keep_alive = true;
+    let mut length: Option<u64> = None;
     let mut fields: SmallVec<[(HeaderName, Range<usize>); 16]> = SmallVec::new();
     for h in req.headers.iter() {
         let name = match HeaderName::from_bytes(h.name.as_bytes()) {
             Ok(n) => n,
             Err(_) => return Parsed::Handover,
         };
-        if name == http::header::CONTENT_LENGTH
-            || name == http::header::TRANSFER_ENCODING
+        if name == http::header::CONTENT_LENGTH {
+            match (length, content_length(h.value)) {
+                (None, Some(n)) if n <= MAX_BODY => length = Some(n),
+                _ => return Parsed::Handover,
+            }
+        } else if name == http::header::TRANSFER_ENCODING
             || name == http::header::UPGRADE
             || name == http::header::EXPECT
         {
@@ -86,6 +95,13 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
         fields.push((name, span(h.value)));
     }
 
+    let body_len = length.unwrap_or(0) as usize;
+    if buf.len() < len + body_len {
+        // Not all here yet: hyper streams it, so that the request path can answer from the
+        // head alone (a 401, a 413 on Content-Length) without waiting for the body.
+        return Parsed::Handover;
+    }
+
     let head = buf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path)) else {
         return Parsed::Invalid("malformed request: invalid request target");
@@ -99,12 +115,24 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
             None => return Parsed::Invalid("malformed request: invalid header value"),
         }
     }
-    let mut req = Request::new(Inbound::Empty);
+    let body = match body_len {
+        0 => Inbound::Empty,
+        n => Inbound::Full(buf.split_to(n).freeze()),
+    };
+    let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = map;
     Parsed::Request { req, keep_alive }
+}
+
+/// Digits only, as RFC 9110 8.6 has it (no sign, no spaces, no list).
+fn content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 fn value_of(head: &Bytes, at: Range<usize>) -> Option<HeaderValue> {
@@ -147,8 +175,13 @@ mod tests {
 
     #[test]
     fn bodies_upgrades_and_odd_shapes_go_to_hyper() {
+        let big = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
         for raw in [
-            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx",
+            big.as_str(),
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
             "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
@@ -162,8 +195,26 @@ mod tests {
     }
 
     #[test]
-    fn an_incomplete_head_waits() {
+    fn an_incomplete_head_waits_an_incomplete_body_streams_through_hyper() {
         assert!(matches!(parsed("GET / HTTP/1.1\r\nHost: a\r\n"), Parsed::Partial));
+        assert!(matches!(
+            parsed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabc"),
+            Parsed::Handover
+        ));
+    }
+
+    #[test]
+    fn a_small_body_comes_whole_and_the_next_request_stays() {
+        let mut buf = BytesMut::from("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n");
+        let Parsed::Request { req, .. } = parse(&mut buf) else {
+            panic!("not read")
+        };
+        assert!(matches!(req.body(), Inbound::Full(b) if &b[..] == b"hello"));
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
+        let Parsed::Request { req, .. } = parsed("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n") else {
+            panic!("not read")
+        };
+        assert!(matches!(req.body(), Inbound::Empty));
     }
 
     #[test]
