@@ -370,17 +370,19 @@ async fn well_formed_unusual_framing_is_served() {
     assert_eq!(paths, ["/chunked", "/chunked2", "/p1", "/p2", "/old"]);
 }
 
+/// The path the echo upstream saw, from a 200 it answered.
+fn path_of(r: &RawResponse) -> String {
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_management_and_request_forms() {
     let up = Upstream::start("a").await;
     let gw = Gateway::proxying_to(&up).await;
-    let path_of = |r: &RawResponse| -> String {
-        assert_eq!(r.status, 200, "{}", r.text());
-        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["path"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
 
     // HTTP/1.0 without keep-alive: the connection closes after the response.
     let mut conn = RawConn::connect(gw.addr()).await;
@@ -485,13 +487,6 @@ async fn valid_but_unusual_heads_are_served() {
 async fn pipelined_requests_head_answers_small_bodies_and_dates() {
     let up = Upstream::start("a").await;
     let gw = Gateway::proxying_to(&up).await;
-    let path_of = |r: &RawResponse| -> String {
-        assert_eq!(r.status, 200, "{}", r.text());
-        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["path"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
 
     // Twenty requests in one write are answered in order, each with a Date.
     let mut conn = RawConn::connect(gw.addr()).await;
