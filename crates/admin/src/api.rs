@@ -120,8 +120,8 @@ where
                 },
                 [section, id] => match Kind::from_section(section) {
                     Some(kind) if read => one(config, kind, id, rid),
-                    Some(kind) if method == Method::PUT => write(admin, req, config.clone(), kind, id, rid).await,
-                    Some(kind) if method == Method::DELETE => write(admin, req, config.clone(), kind, id, rid).await,
+                    Some(kind) if method == Method::PUT => write(admin, req, snapshot.clone(), kind, id, rid).await,
+                    Some(kind) if method == Method::DELETE => write(admin, req, snapshot.clone(), kind, id, rid).await,
                     Some(_) => reply::method_not_allowed("GET, HEAD, PUT, DELETE", rid),
                     None => reply::error(StatusCode::NOT_FOUND, "not found", rid),
                 },
@@ -224,7 +224,7 @@ fn one(config: &Config, kind: Kind, id: &str, rid: &str) -> Response<Body> {
 async fn write<B>(
     admin: &Admin,
     req: Request<B>,
-    current: Arc<Config>,
+    live: Arc<Snapshot>,
     kind: Kind,
     id: &str,
     rid: &str,
@@ -251,8 +251,8 @@ where
     };
     let id_owned = id.to_owned();
     let checked = tokio::task::spawn_blocking(move || match body {
-        Some(body) => edit::put(&current, kind, &id_owned, body),
-        None => edit::delete(&current, kind, &id_owned),
+        Some(body) => edit::put(&live, kind, &id_owned, body),
+        None => edit::delete(&live, kind, &id_owned),
     })
     .await;
     let proposal: Proposal = match checked {

@@ -3,7 +3,8 @@
 //! A PUT's body is parsed with the same per-item deserialization as the YAML file
 //! ([`portico_config::parse::item`]: unknown fields refused, every error located), masked
 //! secrets sent back unchanged are restored ([`crate::mask::restore`]), and the whole config
-//! that would result is validated and compiled ([`portico_proxy::validate_and_compile`]): a
+//! that would result is checked as a reload would compile it ([`portico_proxy::check_next`],
+//! against the live snapshot, so only what the write changes is compiled again): a
 //! route naming a missing upstream, or an upstream deleted while a route still uses it, is
 //! refused with every error. No environment substitution: `${NAME}` in a body is kept as
 //! written, so a write can never read the gateway's environment. Errors are located by
@@ -12,6 +13,7 @@
 use crate::kind::Kind;
 use crate::mask;
 use portico_config::{Config, ConfigErrors, Consumer, Route, Upstream, parse};
+use portico_proxy::Snapshot;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -39,8 +41,9 @@ pub fn id_is_writable(id: &str) -> bool {
     !id.is_empty() && id.len() <= 256 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~@:+".contains(&b))
 }
 
-/// `current` with `kind`/`id` created or replaced by `body`, validated and compiled.
-pub fn put(current: &Config, kind: Kind, id: &str, mut body: Value) -> Result<Proposal, EditError> {
+/// The live config with `kind`/`id` created or replaced by `body`, validated and compiled.
+pub fn put(live: &Snapshot, kind: Kind, id: &str, mut body: Value) -> Result<Proposal, EditError> {
+    let current = &*live.config;
     let at = format!("{kind}/{id}");
     let invalid = |location: &str, message: String| {
         let mut e = ConfigErrors::default();
@@ -104,7 +107,7 @@ pub fn put(current: &Config, kind: Kind, id: &str, mut body: Value) -> Result<Pr
     if !errors.is_empty() {
         return Err(EditError::Invalid(errors));
     }
-    check(&config).map_err(EditError::Invalid)?;
+    check(&config, Some(live)).map_err(EditError::Invalid)?;
     Ok(Proposal {
         config,
         item: Some(body),
@@ -112,8 +115,9 @@ pub fn put(current: &Config, kind: Kind, id: &str, mut body: Value) -> Result<Pr
     })
 }
 
-/// `current` without `kind`/`id`, validated and compiled (nothing may still use it).
-pub fn delete(current: &Config, kind: Kind, id: &str) -> Result<Proposal, EditError> {
+/// The live config without `kind`/`id`, validated and compiled (nothing may still use it).
+pub fn delete(live: &Snapshot, kind: Kind, id: &str) -> Result<Proposal, EditError> {
+    let current = &*live.config;
     let Some(i) = kind.position(current, id) else {
         return Err(EditError::NotFound(format!("no {} {id:?}", kind.singular())));
     };
@@ -123,7 +127,7 @@ pub fn delete(current: &Config, kind: Kind, id: &str) -> Result<Proposal, EditEr
         Kind::Upstreams => drop(config.upstreams.remove(i)),
         Kind::Consumers => drop(config.consumers.remove(i)),
     }
-    check(&config).map_err(|found| {
+    check(&config, Some(live)).map_err(|found| {
         let mut errors = ConfigErrors::default();
         errors.push(
             format!("{kind}/{id}"),
@@ -140,10 +144,12 @@ pub fn delete(current: &Config, kind: Kind, id: &str) -> Result<Proposal, EditEr
 }
 
 /// Validates and compiles a whole config, errors located by resource id (`routes/r1.upstream`).
-pub fn check(config: &Config) -> Result<(), ConfigErrors> {
+/// What did not change from `live` (the snapshot being served) is taken from it, not compiled
+/// again.
+pub fn check(config: &Config, live: Option<&Snapshot>) -> Result<(), ConfigErrors> {
     // Checked, not compiled to serve: no metric series are made for routes of a config that
     // may never be applied.
-    match portico_proxy::check(config) {
+    match portico_proxy::check_next(config, live) {
         Ok(_) => Ok(()),
         Err(mut errors) => {
             for e in &mut errors.0 {
@@ -201,8 +207,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn base() -> Config {
-        portico_config::parse::parse(
+    /// The live snapshot a write is checked against.
+    fn base() -> Snapshot {
+        let config = portico_config::parse::parse(
             r#"
 gateway: { listeners: [{ address: "127.0.0.1:8080" }] }
 upstreams:
@@ -215,7 +222,8 @@ routes:
 "#,
             &|_| None,
         )
-        .expect("parses")
+        .expect("parses");
+        portico_proxy::validate_and_compile(&config, "").expect("compiles")
     }
 
     fn errors(r: Result<Proposal, EditError>) -> Vec<String> {

@@ -41,5 +41,5 @@ mod worker;
 pub use portico_upstream::enable_active_checks;
 pub use server::{Running, StartError, start};
 pub use snapshot::{
-    RouteEntry, Snapshot, check, compile, compile_next, validate_and_compile, validate_and_compile_next,
+    RouteEntry, Snapshot, check, check_next, compile, compile_next, validate_and_compile, validate_and_compile_next,
 };
