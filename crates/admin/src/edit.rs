@@ -77,9 +77,11 @@ pub fn put(live: &Snapshot, kind: Kind, id: &str, mut body: Value) -> Result<Pro
 
     let position = kind.position(current, id);
     let mut errors = ConfigErrors::default();
+    // The stored item, plain and masked, is what a masked value sent back is restored from;
+    // making it masks the whole config, so only a body holding a masked value needs it.
     let (old, old_masked) = match position {
-        Some(i) => stored_item(current, kind, i),
-        None => (None, None),
+        Some(i) if holds_mask(&body) => stored_item(current, kind, i),
+        _ => (None, None),
     };
     mask::restore(&mut body, old.as_ref(), old_masked.as_ref(), &at, &mut errors);
     if !errors.is_empty() {
@@ -170,6 +172,16 @@ fn stored_item(current: &Config, kind: Kind, i: usize) -> (Option<Value>, Option
     mask::config(&mut whole);
     let masked = whole.get(kind.section()).and_then(|s| s.get(i)).cloned();
     (old, masked)
+}
+
+/// Whether any string in `v` holds a masked value.
+fn holds_mask(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains(mask::MASK),
+        Value::Array(items) => items.iter().any(holds_mask),
+        Value::Object(map) => map.values().any(holds_mask),
+        _ => false,
+    }
 }
 
 fn place<T>(list: &mut Vec<T>, position: Option<usize>, item: Option<T>) {
