@@ -11,10 +11,12 @@
 //!
 //! As hyper does, it watches the socket while a request is in progress: a client that goes
 //! away ends the request (its limit-conn place is given back), and pipelined requests wait
-//! in the buffer.
+//! in the buffer. On both paths a write to the client may not stay blocked for more than 60 s
+//! ([`send_timeout`]).
 
 mod request;
 mod response;
+mod send_timeout;
 
 use crate::conn_watch::End;
 use crate::head_guard::{self, MAX_HEAD, StatusLine};
@@ -38,6 +40,7 @@ pub async fn serve<I>(io: I, worker: Rc<Worker>, peer: Rc<Peer>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let io = send_timeout::SendTimeout::new(io);
     let closing = Cell::new(false);
     let handed = {
         let mut conn = pin!(run(io, &worker, &peer, &closing));
