@@ -261,6 +261,10 @@ mod tests {
         let desired: BTreeMap<Key, Value> = [
             (Key::new(Kind::Route, "same"), json!({"id": "same", "paths": ["/a"]})),
             (
+                Key::new(Kind::Route, "as-pushed"),
+                json!({"paths": ["/p"], "id": "as-pushed", "plugins": {"mock": {"body": "é\n"}}}),
+            ),
+            (
                 Key::new(Kind::Route, "changed"),
                 json!({"id": "changed", "paths": ["/b"]}),
             ),
@@ -270,7 +274,15 @@ mod tests {
         .into();
         let desired: BTreeMap<Key, &Value> = desired.iter().map(|(k, v)| (k.clone(), v)).collect();
         let stored = [
+            // Spelled otherwise: the same JSON value, so no change.
             stored(Kind::Route, "same", r#"{ "paths": ["/a"],  "id": "same" }"#, 5),
+            // As push writes it (compact, keys sorted): equal byte for byte.
+            stored(
+                Kind::Route,
+                "as-pushed",
+                r#"{"id":"as-pushed","paths":["/p"],"plugins":{"mock":{"body":"é\n"}}}"#,
+                4,
+            ),
             stored(Kind::Route, "changed", r#"{"id": "changed", "paths": ["/x"]}"#, 6),
             stored(Kind::Route, "gone", r#"{"id": "gone", "paths": ["/g"]}"#, 7),
             stored(Kind::Upstream, "broken", "{not json", 8),
@@ -288,5 +300,7 @@ mod tests {
         let changes = diff(&desired, &stored);
         assert_eq!(changes[2].mod_revision, 7);
         assert_eq!(changes[3].mod_revision, 0);
+        // What is written is the text a node keeps for it.
+        assert_eq!(changes[3].value.as_deref(), Some(r#"{"id":"new","paths":["/c"]}"#));
     }
 }
