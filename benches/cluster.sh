@@ -11,6 +11,12 @@
 #                                                   # pays for churn, not what the push tool costs)
 #   CHANGE=add ...                                  # each change also adds a route (n1, n2, ...:
 #                                                   # between the others in key order)
+#   VIA=admin ...                                   # the churn phase changes the route with an
+#                                                   # admin API PUT on the last node instead of
+#                                                   # `portico push` (how an operator's tooling
+#                                                   # changes a running cluster)
+#   ROUNDS=3 ...                                    # steady and churn phases interleaved ROUNDS
+#                                                   # times; the median ratio is reported
 #
 # 1. One etcd (own data dir, free loopback ports); a declarative file with ROUTES mock routes
 #    plus `/probe` (a mock answering its version) is pushed in one transaction.
@@ -35,6 +41,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 WRK=${WRK:-1}
 CHANGE=${CHANGE:-body}
 PIN=${PIN:-0}
+VIA=${VIA:-push}
+ROUNDS=${ROUNDS:-1}
+ADMIN_KEY=bench-admin-key-0123456789abcdef
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/cluster-$(date +%Y%m%d-%H%M%S)}
 PREFIX=/portico-bench
 
@@ -46,6 +55,7 @@ die() {
 command -v etcd >/dev/null || die "etcd not found: apt-get install etcd-server"
 [[ $WRK == 0 ]] || command -v wrk >/dev/null || die "wrk not found: apt-get install wrk"
 [[ $CHANGE == body || $CHANGE == path || $CHANGE == add ]] || die "CHANGE is body, path or add"
+[[ $VIA == push || $VIA == admin ]] || die "VIA is push or admin"
 command -v curl >/dev/null || die "curl not found"
 
 mkdir -p "$BENCH_OUT"
@@ -128,11 +138,13 @@ NODE_PIDS=()
 for n in $(seq 1 "$NODES"); do
     port=$(free_port)
     NODE_PORTS+=("$port")
+    ADMIN_PORT=$(free_port) # the last node's is the one the churn phase writes to (VIA=admin)
     cat >"$BENCH_OUT/node$n.yaml" <<YAML
 gateway:
   listeners: [{ address: "127.0.0.1:$port" }]
   workers: 1
   access_log: { path: "off" }
+  admin: { address: "127.0.0.1:$ADMIN_PORT", api_key: $ADMIN_KEY }
   config_store: { type: etcd, endpoints: ["$ETCD"], prefix: $PREFIX }
 YAML
     "$PORTICO_BIN" run -c "$BENCH_OUT/node$n.yaml" 2>"$BENCH_OUT/node$n.log" &
@@ -180,47 +192,71 @@ median=$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 max=$(echo "$sorted" | tail -1)
 
 # --- throughput: steady vs one change a second --------------------------------------------
-steady=- churn=-
+change() { # change VERSION: one route changed, the way VIA says
+    if [[ $VIA == admin ]]; then
+        curl -s -o /dev/null -X PUT -H "X-API-Key: $ADMIN_KEY" -H 'content-type: application/json' \
+            --data "{\"paths\": [\"/probe\"], \"plugins\": {\"mock\": {\"body\": \"v$1\"}}}" \
+            "http://127.0.0.1:$ADMIN_PORT/admin/routes/probe" || true
+    else
+        write_file "$1"
+        "$PORTICO_BIN" push -c "$FILE" >/dev/null 2>&1 || true
+    fi
+}
+steady=- churn=- ratio=- capacity=-
 if [[ $WRK != 0 ]]; then
     URL=http://127.0.0.1:${NODE_PORTS[0]}/hot
     rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
-    wrk -t1 -c"$CONNECTIONS" -d2s "$URL" >/dev/null # warm-up
-    cpu0=$(cpu_ms "${NODE_PIDS[0]}")
-    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-steady.txt"
-    cpu1=$(cpu_ms "${NODE_PIDS[0]}")
-    (
-        c=$CHANGES
-        while true; do
-            c=$((c + 1))
-            write_file "$c"
-            "$PORTICO_BIN" push -c "$FILE" >/dev/null 2>&1 || true
-            sleep 1
-        done
-    ) &
-    CHURN=$!
-    PIDS+=("$CHURN")
-    cpu2=$(cpu_ms "${NODE_PIDS[0]}")
-    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$BENCH_OUT/wrk-churn.txt"
-    cpu3=$(cpu_ms "${NODE_PIDS[0]}")
-    kill "$CHURN" 2>/dev/null || true
-    # Node 1's CPU per request in each phase: what churn costs the node itself, whatever
-    # else (the push command, etcd, wrk) the shared machine ran meanwhile.
     reqs() { awk '/requests in/ {print $1}' "$1"; }
-    us_steady=$(awk -v c=$((cpu1 - cpu0)) -v n="$(reqs "$BENCH_OUT/wrk-steady.txt")" 'BEGIN { printf "%.2f", c * 1000 / n }')
-    us_churn=$(awk -v c=$((cpu3 - cpu2)) -v n="$(reqs "$BENCH_OUT/wrk-churn.txt")" 'BEGIN { printf "%.2f", c * 1000 / n }')
-    steady=$(rps "$BENCH_OUT/wrk-steady.txt")
-    churn=$(rps "$BENCH_OUT/wrk-churn.txt")
+    # run_wrk FILE: wrk on node 1; prints node 1's CPU µs per request meanwhile.
+    run_wrk() {
+        local c0 c1
+        c0=$(cpu_ms "${NODE_PIDS[0]}")
+        wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$1"
+        c1=$(cpu_ms "${NODE_PIDS[0]}")
+        awk -v c=$((c1 - c0)) -v n="$(reqs "$1")" 'BEGIN { printf "%.2f", c * 1000 / n }'
+    }
+    wrk -t1 -c"$CONNECTIONS" -d2s "$URL" >/dev/null # warm-up
+    c=$CHANGES
+    for r in $(seq 1 "$ROUNDS"); do
+        us_s=$(run_wrk "$BENCH_OUT/wrk-steady-$r.txt")
+        (
+            v=$((c + r * 1000))
+            while true; do
+                v=$((v + 1))
+                change "$v"
+                sleep 1
+            done
+        ) &
+        CHURN=$!
+        PIDS+=("$CHURN")
+        us_c=$(run_wrk "$BENCH_OUT/wrk-churn-$r.txt")
+        kill "$CHURN" 2>/dev/null || true
+        wait "$CHURN" 2>/dev/null || true
+        s_r=$(rps "$BENCH_OUT/wrk-steady-$r.txt") c_r=$(rps "$BENCH_OUT/wrk-churn-$r.txt")
+        printf '%s %s %s %s\n' "$s_r" "$c_r" "$us_s" "$us_c" >>"$BENCH_OUT/rounds.txt"
+        log "round $r: steady $s_r req/s ($us_s µs/req), one change a second $c_r req/s ($us_c µs/req)"
+    done
+    # Medians over the rounds; node 1's CPU per request in each phase says what churn costs
+    # the node itself, whatever else (the push command, etcd, wrk) the shared machine ran.
+    med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    steady=$(awk '{print $1}' "$BENCH_OUT/rounds.txt" | med)
+    churn=$(awk '{print $2}' "$BENCH_OUT/rounds.txt" | med)
+    us_steady=$(awk '{print $3}' "$BENCH_OUT/rounds.txt" | med)
+    us_churn=$(awk '{print $4}' "$BENCH_OUT/rounds.txt" | med)
+    ratio=$(awk '{printf "%.3f\n", $2 / $1}' "$BENCH_OUT/rounds.txt" | med)
+    capacity=$(awk '{printf "%.3f\n", $3 / $4}' "$BENCH_OUT/rounds.txt" | med)
+    ratios=$(awk '{printf "%.3f ", $2 / $1}' "$BENCH_OUT/rounds.txt")
 fi
 applied=$(grep -c 'config applied' "$BENCH_OUT/node1.log" || true)
 us_steady=${us_steady:--} us_churn=${us_churn:--}
 
 {
-    echo "| routes | nodes | push → every node, median | max | req/s steady | req/s, one change/s | ratio |"
-    echo "|---|---|---|---|---|---|---|"
-    printf '| %s | %s | %s ms | %s ms | %s | %s | %s |\n' "$ROUTES" "$NODES" "$median" "$max" "$steady" "$churn" \
-        "$(awk -v a="$churn" -v b="$steady" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+    echo "| routes | nodes | push → every node, median | max | churn via | req/s steady | req/s, one change/s | ratio |"
+    echo "|---|---|---|---|---|---|---|---|"
+    printf '| %s | %s | %s ms | %s ms | %s | %s | %s | %s |\n' "$ROUTES" "$NODES" "$median" "$max" "$VIA" "$steady" "$churn" "$ratio"
     echo
-    echo "node 1 CPU per request: ${us_steady} µs steady, ${us_churn} µs with one change a second (capacity ratio $(awk -v a="$us_steady" -v b="$us_churn" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'))"
+    echo "medians over $ROUNDS interleaved round(s) of $DURATION each; per-round ratios: ${ratios:--}"
+    echo "node 1 CPU per request: ${us_steady} µs steady, ${us_churn} µs with one change a second (capacity ratio $capacity)"
     echo "CPU per one-route change: node 1 ${node_cpu} ms (apply + answering the polls), \`portico push\` ${push_cpu} ms"
     echo "node 1 applied $applied configs; raw output in $BENCH_OUT"
 } | tee "$BENCH_OUT/summary.md"
