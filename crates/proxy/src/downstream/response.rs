@@ -75,13 +75,14 @@ pub async fn write<I: AsyncWrite + Unpin>(
         Framing::None
     } else if let Some(n) = length {
         Framing::Length(n)
-    } else if head_only {
-        Framing::None
     } else if let Some(n) = body.size_hint().exact() {
+        // A HEAD answer says the length a GET would get, as hyper and nginx do.
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         out.extend_from_slice(b"\r\n");
         Framing::Length(n)
+    } else if head_only {
+        Framing::None
     } else {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         Framing::Chunked
@@ -264,6 +265,9 @@ mod tests {
             .header("content-length", "5")
             .body(Body::Full(Some(Bytes::from_static(b"hello"))))
             .expect("response");
+        let (wire, _) = written(resp, true, true).await;
+        assert_eq!(without_date(&wire), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+        let resp = Response::new(Body::Full(Some(Bytes::from_static(b"hello"))));
         let (wire, _) = written(resp, true, true).await;
         assert_eq!(without_date(&wire), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
         let resp = Response::builder().status(204).body(Body::Empty).expect("response");
