@@ -11,16 +11,16 @@
 //!
 //! As hyper does, it watches the socket while a request is in progress: a client that goes
 //! away ends the request (its limit-conn place is given back), and pipelined requests wait
-//! in the buffer. On both paths a write to the client may not stay blocked for more than 60 s
-//! ([`send_timeout`]).
+//! in the buffer. On both paths a write to the client may not stay blocked for more than
+//! [`SEND_TIMEOUT`] (see `timed_io`).
 
 mod request;
 mod response;
-mod send_timeout;
 
 use crate::conn_watch::End;
 use crate::head_guard::{self, MAX_HEAD, StatusLine};
 use crate::service::{self, Peer};
+use crate::timed_io::TimedIo;
 use crate::worker::{self, Worker};
 use bytes::BytesMut;
 use http::Method;
@@ -30,7 +30,11 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::Poll;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How long a write to the client may stay blocked (nginx's default `send_timeout`).
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Read buffer per connection; heads up to [`MAX_HEAD`] grow it.
 const INITIAL: usize = 8 * 1024;
@@ -40,7 +44,7 @@ pub async fn serve<I>(io: I, worker: Rc<Worker>, peer: Rc<Peer>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = send_timeout::SendTimeout::new(io);
+    let io = TimedIo::send_only(io, SEND_TIMEOUT);
     let closing = Cell::new(false);
     let handed = {
         let mut conn = pin!(run(io, &worker, &peer, &closing));
