@@ -79,7 +79,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                this.last_progress = Instant::now();
+                if this.read_timeout.is_some() {
+                    this.last_progress = Instant::now();
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => {
@@ -113,8 +115,11 @@ impl<T: AsyncWrite + Unpin> TimedIo<T> {
         match polled {
             Poll::Ready(r) => {
                 self.write_armed = false;
-                // We just spoke: the upstream's silence is counted from now.
-                self.last_progress = Instant::now();
+                // We just spoke: the peer's silence is counted from now (when it is timed:
+                // the clock read is not free).
+                if self.read_timeout.is_some() {
+                    self.last_progress = Instant::now();
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => {
