@@ -10,6 +10,7 @@ mod copied;
 mod dispatch;
 mod downstream;
 mod error;
+mod field_bytes;
 mod flush;
 mod forward;
 mod framing;

@@ -86,8 +86,6 @@ where
                         let _ = io.shutdown().await;
                         return None;
                     }
-                    // Too long for a head: the guard answers 431.
-                    Parsed::Partial if buf.len() >= MAX_HEAD => return Some((io, buf)),
                     Parsed::Partial => {}
                 }
             }
@@ -136,20 +134,16 @@ where
     I: AsyncRead + Unpin,
     F: Future,
 {
-    let mut open = true;
     poll_fn(|cx| {
         if let Poll::Ready(r) = handled.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
         }
-        while open && buf.capacity() > buf.len() {
+        // Up to MAX_HEAD read ahead; the rest waits in the socket.
+        while buf.len() < MAX_HEAD && buf.capacity() > buf.len() {
             match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(_)) => {}
                 Poll::Pending => break,
-            }
-            if buf.len() >= MAX_HEAD {
-                // Enough read ahead; the rest waits in the socket.
-                open = false;
             }
         }
         Poll::Pending

@@ -4,11 +4,13 @@
 //! It takes only the plain, common shape: HTTP/1.1, no body or one `Content-Length` of at most
 //! [`MAX_BODY`] bytes that came whole with its head (as clients send small bodies),
 //! no `Transfer-Encoding`, no `Upgrade`, no `Expect`, not `CONNECT`. Anything else, and any
-//! head httparse refuses, is handed to hyper behind the smuggling guard (see `head_guard`),
+//! head httparse refuses or that grows past `MAX_HEAD`, is handed to hyper behind the smuggling guard (see `head_guard`),
 //! which already answers every one of those shapes as the spec says (a repeated or invalid
 //! `Content-Length` included). Header values are slices of the one head buffer, as in hyper:
 //! no copy per header.
 
+use crate::field_bytes;
+use crate::head_guard::MAX_HEAD;
 use crate::service::Inbound;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
@@ -43,6 +45,8 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
+        // Too long for a head: the guard answers 431.
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Parsed::Handover,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Handover,
     };
@@ -73,7 +77,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
             Err(_) => return Parsed::Handover,
         };
         if name == http::header::CONTENT_LENGTH {
-            match (length, content_length(h.value)) {
+            match (length, field_bytes::content_length(h.value)) {
                 (None, Some(n)) if n <= MAX_BODY => length = Some(n),
                 _ => return Parsed::Handover,
             }
@@ -84,7 +88,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
             return Parsed::Handover;
         }
         if name == http::header::CONNECTION {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in field_bytes::tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
@@ -125,14 +129,6 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = map;
     Parsed::Request { req, keep_alive }
-}
-
-/// Digits only, as RFC 9110 8.6 has it (no sign, no spaces, no list).
-fn content_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 fn value_of(head: &Bytes, at: Range<usize>) -> Option<HeaderValue> {
@@ -197,6 +193,9 @@ mod tests {
     #[test]
     fn an_incomplete_head_waits_an_incomplete_body_streams_through_hyper() {
         assert!(matches!(parsed("GET / HTTP/1.1\r\nHost: a\r\n"), Parsed::Partial));
+        // One that has grown to the limit is the guard's to answer (431).
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "v".repeat(MAX_HEAD));
+        assert!(matches!(parsed(&long), Parsed::Handover));
         assert!(matches!(
             parsed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabc"),
             Parsed::Handover

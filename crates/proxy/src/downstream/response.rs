@@ -2,6 +2,7 @@
 //! response's header map, the body framed by its `Content-Length`, its known length, or
 //! chunked, and as few writes as the body allows (head and a ready body go out together).
 
+use crate::field_bytes;
 use crate::h1::encode::{LAST_CHUNK, chunk_start};
 use crate::logged_body::LoggedBody;
 use bytes::Buf;
@@ -45,7 +46,7 @@ pub async fn write<I: AsyncWrite + Unpin>(
             continue;
         }
         if name == header::CONNECTION {
-            if has_close(value.as_bytes()) {
+            if field_bytes::has_close(value.as_bytes()) {
                 keep = false;
             }
             continue;
@@ -179,12 +180,6 @@ fn status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-fn has_close(value: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 thread_local! {

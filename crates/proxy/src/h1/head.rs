@@ -3,7 +3,7 @@
 //!
 //! Header values are slices of the one buffer the head was read into: no copy per header.
 
-use crate::forward;
+use crate::{field_bytes, forward};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, StatusCode, Version, response};
 use smallvec::SmallVec;
@@ -69,7 +69,7 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'s
         ));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_length(h.value).ok_or("invalid Content-Length in response")?;
+            let n = field_bytes::content_length(h.value).ok_or("invalid Content-Length in response")?;
             if length.is_some_and(|l| l != n) {
                 return Err("conflicting Content-Length in response");
             }
@@ -77,10 +77,11 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'s
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te = true;
             // Only a final `chunked` frames the body; anything else reads until close.
-            chunked = last_token(h.value).eq_ignore_ascii_case(b"chunked");
+            chunked = field_bytes::tokens(h.value)
+                .next_back()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for t in h.value.split(|b| *b == b',') {
-                let t = t.trim_ascii();
+            for t in field_bytes::tokens(h.value) {
                 let (c, k) = (t.eq_ignore_ascii_case(b"close"), t.eq_ignore_ascii_case(b"keep-alive"));
                 close |= c;
                 keep_alive |= k;
@@ -145,18 +146,6 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, &'s
 
 fn value(head: &Bytes, at: usize, len: usize) -> Result<HeaderValue, &'static str> {
     HeaderValue::from_maybe_shared(head.slice(at..at + len)).map_err(|_| "invalid response header value")
-}
-
-fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter()
-        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-}
-
-fn last_token(v: &[u8]) -> &[u8] {
-    v.rsplit(|b| *b == b',').next().unwrap_or_default().trim_ascii()
 }
 
 #[cfg(test)]
