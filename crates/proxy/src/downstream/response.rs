@@ -52,9 +52,7 @@ pub async fn write<I: AsyncWrite + Unpin>(
             continue;
         }
         if name == header::CONTENT_LENGTH {
-            length = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok());
+            length = field_bytes::content_length(value.as_bytes());
             if length.is_none() {
                 // Not a length this side can frame by: leave it out and say the real one.
                 continue;
@@ -237,6 +235,16 @@ mod tests {
             without_date(&wire),
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello"
         );
+    }
+
+    #[tokio::test]
+    async fn a_content_length_that_is_not_digits_is_replaced_by_the_real_one() {
+        let resp = Response::builder()
+            .header("content-length", "+5")
+            .body(Body::Full(Some(Bytes::from_static(b"hello"))))
+            .expect("response");
+        let (wire, _) = written(resp, false, true).await;
+        assert_eq!(without_date(&wire), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
     }
 
     #[tokio::test]
