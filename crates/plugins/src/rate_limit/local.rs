@@ -8,9 +8,8 @@
 //! it takes a new one. The only cost of eviction is that an evicted key starts over.
 
 use super::algo::{Decision, Rule, State};
-use rustc_hash::FxBuildHasher;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -31,6 +30,9 @@ pub fn now_us() -> u64 {
 pub struct LocalTable {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    /// Picks a key's shard. Keyed: clients choose their keys (`header:` values), and with
+    /// a predictable hash they could aim them all at one shard and evict its counters.
+    hasher: RandomState,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +48,7 @@ impl LocalTable {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
+            hasher: RandomState::new(),
         }
     }
 
@@ -55,8 +58,7 @@ impl LocalTable {
     }
 
     fn check_at(&self, rule: &Rule, key: &str, now: u64) -> Decision {
-        // The shard needs no secret seed (the map inside it has one): a cheap hash picks it.
-        let i = FxBuildHasher.hash_one(key) as usize % SHARDS;
+        let i = self.hasher.hash_one(key) as usize % SHARDS;
         let mut shard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
         if now >= shard.next_sweep {
             shard.map.retain(|_, s| rule.idle_at(s) > now);
