@@ -10,6 +10,7 @@ use crate::copied::Copied;
 use crate::otel_export::Handle;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use portico_config::Tracing;
+use portico_plugins::ctx::strip_port;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -202,17 +203,6 @@ impl Span {
     }
 }
 
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]` (as `ctx::strip_port`, on bytes).
-fn strip_port(host: &str) -> &str {
-    let b = host.as_bytes();
-    let end = if b.first() == Some(&b'[') {
-        b.iter().position(|&c| c == b']').map_or(b.len(), |i| i + 1)
-    } else {
-        b.iter().rposition(|&c| c == b':').unwrap_or(b.len())
-    };
-    host.get(..end).unwrap_or(host)
-}
-
 /// `ratio` of the u64 range; `u64::MAX` means every trace.
 fn threshold(ratio: f64) -> u64 {
     if ratio >= 1.0 {
@@ -328,21 +318,6 @@ mod tests {
         }
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what-comes";
         assert!(!parse_traceparent(later.as_bytes()).unwrap().sampled);
-    }
-
-    #[test]
-    fn ports_are_stripped_as_ctx_does() {
-        for h in [
-            "example.com:8080",
-            "example.com",
-            "[::1]:80",
-            "[::1]",
-            "[::1",
-            "a:b:c",
-            "",
-        ] {
-            assert_eq!(strip_port(h), portico_plugins::ctx::strip_port(h), "{h}");
-        }
     }
 
     #[test]
