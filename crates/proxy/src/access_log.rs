@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What one request did. Only the path is kept, never the query: keys and tokens travel there.
 #[derive(Debug)]
@@ -81,14 +81,13 @@ impl Record {
 pub struct Pending {
     pub log: Arc<AccessLog>,
     pub record: Record,
-    pub start: Instant,
 }
 
 impl Pending {
     /// Writes the record's line into this thread's batch; drops it (and counts the drop)
     /// rather than wait when the batch is full.
-    pub fn send(p: Box<Pending>) {
-        p.log.push(&p.record);
+    pub fn send(&self) {
+        self.log.push(&self.record);
     }
 }
 

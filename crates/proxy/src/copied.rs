@@ -51,6 +51,7 @@ impl<const N: usize> Copied<N> {
     }
 
     /// Text `i`, if it was given.
+    #[cfg(test)]
     pub fn get(&self, i: usize) -> Option<&str> {
         std::str::from_utf8(self.bytes(i)?).ok()
     }

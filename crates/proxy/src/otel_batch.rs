@@ -82,7 +82,7 @@ impl Batches {
             if st.open.len() < self.max_spans {
                 return Some(first);
             }
-            let full = st.open.take(Vec::new());
+            let full = st.open.take();
             st.sealed.push(full);
             Some(true)
         });
@@ -110,7 +110,7 @@ impl Batches {
             if let Some(since) = st.since.filter(|_| st.open.len() > 0) {
                 let due = since + delay;
                 if all || due <= now {
-                    out.push(st.open.take(Vec::new()));
+                    out.push(st.open.take());
                     st.since = None;
                 } else {
                     next = Some(next.map_or(due, |n: Instant| n.min(due)));

@@ -107,7 +107,7 @@ impl Envelope {
     }
 
     /// The export request (`ExportTraceServiceRequest`) holding `spans`.
-    pub fn request(&self, spans: &[u8]) -> Vec<u8> {
+    fn request(&self, spans: &[u8]) -> Vec<u8> {
         let mut out = self.head(spans.len());
         out.extend_from_slice(spans);
         out
@@ -147,18 +147,12 @@ impl SpanWriter {
         self.batch.count
     }
 
-    /// The batch written so far; the next one is written into `spare` (emptied, and sized
-    /// like this one).
-    pub fn take(&mut self, mut spare: Vec<u8>) -> Batch {
+    /// The batch written so far; the next one is sized like it.
+    pub fn take(&mut self) -> Batch {
         let room = self.batch.room;
-        spare.clear();
-        spare.reserve(self.batch.spans.len());
-        spare.resize(room, 0);
-        let next = Batch {
-            spans: spare,
-            room,
-            count: 0,
-        };
+        let mut spans = Vec::with_capacity(self.batch.spans.len().max(room));
+        spans.resize(room, 0);
+        let next = Batch { spans, room, count: 0 };
         std::mem::replace(&mut self.batch, next)
     }
 
@@ -401,7 +395,7 @@ mod tests {
 
     /// Without room in front: the head is written in a copy.
     fn decode(mut w: SpanWriter) -> ExportTraceServiceRequest {
-        let batch = w.take(Vec::new());
+        let batch = w.take();
         ExportTraceServiceRequest::decode(Envelope::new("edge").body(batch)).unwrap()
     }
 
@@ -417,7 +411,7 @@ mod tests {
             w.push(&span(Some("r1"), Some([1; 8]), 502));
             w.push(&span(None, None, 404));
             assert_eq!(w.len(), 2);
-            let batch = w.take(Vec::new());
+            let batch = w.take();
             assert_eq!((batch.count, w.len()), (2, 0));
             let req = ExportTraceServiceRequest::decode(envelope.body(batch)).unwrap();
             let rs = &req.resource_spans[0];

@@ -94,7 +94,6 @@ pub async fn handle(w: &Worker, req: Request<Inbound>, peer: &Peer) -> Response<
     let mut pending = w.shared.log.as_ref().map(|log| {
         Box::new(Pending {
             log: log.clone(),
-            start,
             record: Record::new(
                 SystemTime::now(),
                 &request_id,
