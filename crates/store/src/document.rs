@@ -2,11 +2,10 @@
 //! with the same strictness (unknown keys are errors), and the file side that produces them.
 
 use crate::layout::{Key, Kind};
-use portico_config::{ConfigErrors, Consumer, PluginMap, Route, Upstream};
+use portico_config::{Consumer, PluginMap, Route, Upstream};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 /// A decoded resource.
@@ -54,19 +53,6 @@ fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
     })
 }
 
-/// The documents a declarative file describes: every route, upstream and consumer, and the
-/// global plugins (when there are any), as JSON with `${VAR}` already substituted.
-pub fn from_file(path: &Path) -> Result<BTreeMap<Key, String>, ConfigErrors> {
-    let at = path.display().to_string();
-    let yaml = std::fs::read_to_string(path).map_err(|e| one(&at, format!("cannot read: {e}")))?;
-    let mut errors = ConfigErrors::default();
-    let root = portico_config::parse::tree(&yaml, &|name| std::env::var(name).ok(), &mut errors);
-    match root {
-        Some(root) if errors.is_empty() => Ok(from_tree(&root).into_iter().map(|(k, v)| (k, text(v))).collect()),
-        _ => Err(errors),
-    }
-}
-
 /// The documents of a file's tree ([`portico_config::parse::tree`], already substituted). What
 /// is not a list of resources is left to the config's own checks.
 pub fn from_tree(root: &Value) -> BTreeMap<Key, &Value> {
@@ -105,19 +91,6 @@ pub fn write_text(value: &Value, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(out, value);
 }
 
-/// [`write_text`] as a string.
-pub fn text(value: &Value) -> String {
-    let mut out = Vec::new();
-    write_text(value, &mut out);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn one(at: &str, message: String) -> ConfigErrors {
-    let mut e = ConfigErrors::default();
-    e.push(at, message);
-    e
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,20 +119,24 @@ mod tests {
 
     #[test]
     fn a_file_gives_one_document_per_resource() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.yaml");
-        std::fs::write(
-            &path,
-            r#"
+        let yaml = r#"
 gateway: { listeners: [{ address: "127.0.0.1:1" }] }
 upstreams: [{ id: u, nodes: [{ address: "h:1" }], timeout: { connect: 1s } }]
 consumers: [{ username: alice, credentials: { key-auth: { key: k } } }]
 routes: [{ id: r, paths: [/r], upstream: u }]
 global_plugins: {}
-"#,
-        )
-        .unwrap();
-        let docs = from_file(&path).unwrap();
+"#;
+        let mut errors = portico_config::ConfigErrors::default();
+        let root = portico_config::parse::tree(yaml, &|_| None, &mut errors).unwrap();
+        assert!(errors.is_empty(), "{errors}");
+        let docs: BTreeMap<Key, String> = from_tree(&root)
+            .into_iter()
+            .map(|(k, v)| {
+                let mut out = Vec::new();
+                write_text(v, &mut out);
+                (k, String::from_utf8(out).unwrap())
+            })
+            .collect();
         let keys: Vec<String> = docs.keys().map(ToString::to_string).collect();
         assert_eq!(keys, ["upstream u", "consumer alice", "route r"]);
         assert_eq!(

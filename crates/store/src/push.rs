@@ -77,7 +77,7 @@ pub fn diff(desired: &BTreeMap<Key, &Value>, stored: &[Stored]) -> Vec<Change> {
                 value: owned(&text),
                 mod_revision: 0,
             }),
-            Some(s) if !same_document(&s.value, &text) => changes.push(Change {
+            Some(s) if !same_document(&s.value, &text, value) => changes.push(Change {
                 action: Action::Update,
                 key: key.clone(),
                 value: owned(&text),
@@ -102,13 +102,9 @@ pub fn diff(desired: &BTreeMap<Key, &Value>, stored: &[Stored]) -> Vec<Change> {
 
 /// Whether a stored document is `desired`: the same text as push writes it (compact, keys
 /// sorted: what push and the admin API store, so nearly always), else the same JSON value
-/// once both are parsed (a document written by hand).
-fn same_document(stored: &[u8], desired: &[u8]) -> bool {
-    stored == desired
-        || matches!(
-            (serde_json::from_slice::<Value>(stored), serde_json::from_slice::<Value>(desired)),
-            (Ok(a), Ok(b)) if a == b
-        )
+/// once parsed (a document written by hand). `text` is `desired` as push writes it.
+fn same_document(stored: &[u8], text: &[u8], desired: &Value) -> bool {
+    stored == text || serde_json::from_slice::<Value>(stored).is_ok_and(|a| a == *desired)
 }
 
 /// The one transaction that applies `changes` if the store is still at `revision`.
