@@ -86,7 +86,7 @@ pub enum Source {
 /// A route's parsed hosts (`Any` when it lists none) and path patterns, its priority and its
 /// order key: routes earlier in the list have smaller keys (the last tie-break). Keys leave
 /// gaps, so a route can come between two others without renumbering them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Placed {
     hosts: Vec<HostPattern>,
     patterns: Vec<Pattern>,
@@ -315,9 +315,7 @@ impl<T> Router<T> {
                 Some(slot) => slot,
                 None => {
                     let mut placed = item.placed;
-                    if let Some(p) = Arc::get_mut(&mut placed) {
-                        p.order = order;
-                    }
+                    Arc::make_mut(&mut placed).order = order;
                     let slot = table.placed.len();
                     placed.each(slot, |host, pattern, entry| {
                         table.index.bucket(host).add(&pattern.segments, pattern.prefix, entry);
@@ -451,17 +449,7 @@ fn fresh<U>(items: Vec<Item<U>>) -> Router<U> {
         let order = (slot as u64 + 1) * ORDER_GAP;
         let mut placed = item.placed;
         if placed.order != order {
-            match Arc::get_mut(&mut placed) {
-                Some(p) => p.order = order,
-                None => {
-                    placed = Arc::new(Placed {
-                        hosts: placed.hosts.clone(),
-                        patterns: placed.patterns.clone(),
-                        priority: placed.priority,
-                        order,
-                    });
-                }
-            }
+            Arc::make_mut(&mut placed).order = order;
         }
         placed.each(slot, |host, pattern, entry| {
             table.index.bucket(host).insert(pattern, entry)
