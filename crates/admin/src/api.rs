@@ -120,8 +120,9 @@ where
                 },
                 [section, id] => match Kind::from_section(section) {
                     Some(kind) if read => one(config, kind, id, rid),
-                    Some(kind) if method == Method::PUT => write(admin, req, snapshot.clone(), kind, id, rid).await,
-                    Some(kind) if method == Method::DELETE => write(admin, req, snapshot.clone(), kind, id, rid).await,
+                    Some(kind) if method == Method::PUT || method == Method::DELETE => {
+                        write(admin, req, snapshot.clone(), kind, id, rid).await
+                    }
                     Some(_) => reply::method_not_allowed("GET, HEAD, PUT, DELETE", rid),
                     None => reply::error(StatusCode::NOT_FOUND, "not found", rid),
                 },

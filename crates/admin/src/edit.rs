@@ -78,12 +78,12 @@ pub fn put(live: &Snapshot, kind: Kind, id: &str, mut body: Value) -> Result<Pro
     let position = kind.position(current, id);
     let mut errors = ConfigErrors::default();
     // The stored item, plain and masked, is what a masked value sent back is restored from;
-    // making it masks the whole config, so only a body holding a masked value needs it.
-    let (old, old_masked) = match position {
-        Some(i) if holds_mask(&body) => stored_item(current, kind, i),
-        _ => (None, None),
-    };
-    mask::restore(&mut body, old.as_ref(), old_masked.as_ref(), &at, &mut errors);
+    // making it masks the whole config, so only a body holding a masked value needs it (or
+    // the walk that restores it).
+    if holds_mask(&body) {
+        let (old, old_masked) = position.map_or((None, None), |i| stored_item(current, kind, i));
+        mask::restore(&mut body, old.as_ref(), old_masked.as_ref(), &at, &mut errors);
+    }
     if !errors.is_empty() {
         return Err(EditError::Invalid(errors));
     }
